@@ -1,0 +1,38 @@
+"""Shared pytest fixtures: the real CIFAR-10 folder used by the data and pipeline tests."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_BUILD = REPO.parent / "shared" / "data" / "cifar10" / "build.py"
+
+
+def _has_cifar10(root: Path) -> bool:
+    """True when ``root`` holds a complete ``cifar-10-batches-py`` folder."""
+    folder = root / "cifar-10-batches-py"
+    names = ["data_batch_%d" % i for i in range(1, 6)] + ["test_batch", "batches.meta"]
+    return all((folder / n).is_file() for n in names)
+
+
+@pytest.fixture(scope="session")
+def cifar10_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder containing ``cifar-10-batches-py``.
+
+    Looked up in order: ``$GDWS_DATA``, the repository's ``./data``, else rebuilt from ``../shared`` into a
+    temporary folder. Skips (with the reason) only when none of these exists, as on a machine that has
+    neither the data nor the shared rebuild kit.
+    """
+    for candidate in (os.environ.get("GDWS_DATA"), REPO / "data"):
+        if candidate and _has_cifar10(Path(candidate)):
+            return Path(candidate)
+    if not SHARED_BUILD.is_file():
+        pytest.skip("real CIFAR-10 unavailable: set GDWS_DATA to a folder with cifar-10-batches-py "
+                    f"(no {SHARED_BUILD} to rebuild it from)")
+    out = tmp_path_factory.mktemp("cifar10")
+    subprocess.run([sys.executable, str(SHARED_BUILD), str(out)], check=True, capture_output=True)
+    return out
