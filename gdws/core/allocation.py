@@ -1,0 +1,166 @@
+"""Optimal GDWS approximations of a conv weight: batched SVD, LEGO and MEGO (spec sections 3-4).
+
+All decompositions run in float64 so the error bookkeeping (sum of dropped weighted sigma^2) is exact
+to double precision; the returned kernels are cast back to the weight's dtype and device.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+
+def compose_weight(depthwise: Tensor, pointwise: Tensor, index: Tensor, in_channels: int) -> Tensor:
+    """Equivalent dense weight What [M, C, kh, kw] of GDWS kernels.
+
+    depthwise [G, kh, kw], pointwise [M, G], index [G] (input channel read by each intermediate channel).
+    What[:, c] = sum over the intermediate channels k reading c of pointwise[:, k] (outer) depthwise[k].
+    """
+    g_total, kh, kw = depthwise.shape
+    m = pointwise.shape[0]
+    contrib = pointwise[:, :, None] * depthwise.reshape(g_total, kh * kw)[None]  # [M, G, kh*kw]
+    out = pointwise.new_zeros(m, in_channels, kh * kw).index_add_(1, index, contrib)
+    return out.reshape(m, in_channels, kh, kw)
+
+
+def index_from_g(g: Tensor) -> Tensor:
+    """Input channel of each intermediate channel: [0]*g_0 + [1]*g_1 + ... (LongTensor [G])."""
+    return torch.repeat_interleave(torch.arange(g.numel(), device=g.device), g)
+
+
+@dataclass
+class GDWSPlan:
+    """A GDWS approximation of one conv weight.
+
+    g: LongTensor [C]; depthwise: [G, kh, kw] (channel 0's g_0 kernels first);
+    pointwise: [M, G]; error: weighted squared Frobenius error sum_c alpha_c ||W_c - What_c||^2.
+    """
+
+    g: Tensor
+    depthwise: Tensor
+    pointwise: Tensor
+    error: float
+
+    @property
+    def index(self) -> Tensor:
+        """Input channel read by each intermediate channel (LongTensor [G])."""
+        return index_from_g(self.g).to(self.depthwise.device)
+
+    def weight_hat(self) -> Tensor:
+        """The equivalent dense weight What [M, C, kh, kw]."""
+        return compose_weight(self.depthwise, self.pointwise, self.index, self.g.numel())
+
+
+def _check_weight(weight: Tensor) -> None:
+    if not isinstance(weight, Tensor) or weight.dim() != 4 or not weight.is_floating_point():
+        raise ValueError("weight must be a floating-point tensor of shape [M, C, kh, kw] (a Conv2d weight)")
+    if not torch.isfinite(weight).all():
+        raise ValueError("weight contains NaN or inf; pass a finite conv weight")
+
+
+def _check_alpha(alpha: Tensor | None, channels: int) -> Tensor:
+    if alpha is None:
+        return torch.ones(channels, dtype=torch.float64)
+    alpha = torch.as_tensor(alpha).detach()
+    if alpha.shape != (channels,):
+        raise ValueError(f"alpha must have shape [{channels}] (one weight per input channel), got {tuple(alpha.shape)}")
+    alpha = alpha.to(dtype=torch.float64, device="cpu")
+    if not torch.isfinite(alpha).all() or (alpha < 0).any():
+        raise ValueError("alpha must be finite and >= 0; pass None for unweighted error (all ones)")
+    return alpha
+
+
+class Decomposition:
+    """Per-input-channel SVD of a conv weight, computed once with one batched SVD.
+
+    W_c = w[:, c].reshape(M, kh*kw) = U_c S_c V_c^T for all c at once. `scores[c, i]` = alpha_c * sigma_{c,i}^2
+    (float64 [C, r], r = min(M, kh*kw), descending in i). `plan(g)` keeps the top g_c components of each channel,
+    which is optimal for that g (Eckart-Young).
+    """
+
+    def __init__(self, weight: Tensor, alpha: Tensor | None = None) -> None:
+        _check_weight(weight)
+        m, c, kh, kw = weight.shape
+        self.shape = (m, c, kh, kw)
+        self.dtype, self.device = weight.dtype, weight.device
+        mats = weight.detach().to(torch.float64).permute(1, 0, 2, 3).reshape(c, m, kh * kw)
+        u, s, vh = torch.linalg.svd(mats, full_matrices=False)  # [C,M,r], [C,r], [C,r,kh*kw]
+        self._left = u * s[:, None, :]  # sigma goes into the pointwise stage (spec section 3)
+        self._right = vh
+        self.scores = _check_alpha(alpha, c)[:, None] * s.cpu() ** 2
+
+    @property
+    def rank(self) -> int:
+        """Number of components per channel, min(M, kh*kw)."""
+        return self.scores.shape[1]
+
+    def plan(self, g: Tensor) -> GDWSPlan:
+        """The optimal plan for a given allocation g (LongTensor [C], 0 <= g_c <= rank)."""
+        m, c, kh, kw = self.shape
+        g = torch.as_tensor(g, dtype=torch.long).cpu()
+        if g.shape != (c,) or (g < 0).any() or (g > self.rank).any():
+            raise ValueError(f"g must be a LongTensor [{c}] with 0 <= g_c <= min(M, kh*kw) = {self.rank}")
+        keep = torch.arange(self.rank)[None, :] < g[:, None]  # prefix of each channel's components
+        error = float(self.scores[~keep].sum())
+        keep_dev = keep.to(self._right.device)
+        depthwise = self._right[keep_dev].reshape(-1, kh, kw)
+        pointwise = self._left.transpose(1, 2)[keep_dev].transpose(0, 1).reshape(m, -1)
+        cast = dict(dtype=self.dtype, device=self.device)
+        return GDWSPlan(g=g, depthwise=depthwise.to(**cast), pointwise=pointwise.to(**cast), error=error)
+
+
+def check_beta(beta: float) -> float:
+    """Validate a LEGO error budget (finite, >= 0) and return it as a float."""
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real) or not math.isfinite(beta) or beta < 0:
+        raise ValueError(f"beta must be a finite number >= 0 (the allowed weighted squared error), got {beta!r}")
+    return float(beta)
+
+
+def check_max_channels(max_channels: int) -> int:
+    """Validate a MEGO budget G_max (an int >= 0)."""
+    if isinstance(max_channels, bool) or not isinstance(max_channels, numbers.Integral) or max_channels < 0:
+        raise ValueError(f"max_channels must be an int >= 0 (the largest allowed G), got {max_channels!r}")
+    return int(max_channels)
+
+
+def lego_g(scores: Tensor, beta: float) -> Tensor:
+    """LEGO allocation from a score matrix [C, r]: drop the smallest scores while their running sum <= beta."""
+    flat = scores.reshape(-1)
+    order = torch.argsort(flat, stable=True)
+    n_drop = int((torch.cumsum(flat[order], 0) <= beta).sum())
+    channel = order[:n_drop] // scores.shape[1]
+    return scores.shape[1] - torch.bincount(channel, minlength=scores.shape[0])
+
+
+def mego_g(scores: Tensor, max_channels: int) -> Tensor:
+    """MEGO allocation from a score matrix [C, r]: keep the max_channels largest positive scores."""
+    flat = scores.reshape(-1)
+    order = torch.argsort(flat, descending=True, stable=True)
+    # zero-score components cannot lower the error, so keeping them would only cost MACs
+    n_keep = min(max_channels, int((flat > 0).sum()))
+    return torch.bincount(order[:n_keep] // scores.shape[1], minlength=scores.shape[0])
+
+
+def lego(weight: Tensor, beta: float, alpha: Tensor | None = None) -> GDWSPlan:
+    """Error-constrained optimal GDWS (LEGO): the smallest G with weighted error <= beta.
+
+    weight [M, C, kh, kw]; beta >= 0 (finite); alpha [C] >= 0 or None (all ones).
+    Components are dropped from the smallest score alpha_c*sigma_{c,i}^2 upward while the dropped sum stays
+    <= beta (equality allowed); beta >= total score gives G = 0.
+    """
+    beta = check_beta(beta)
+    dec = Decomposition(weight, alpha)
+    return dec.plan(lego_g(dec.scores, beta))
+
+
+def mego(weight: Tensor, max_channels: int, alpha: Tensor | None = None) -> GDWSPlan:
+    """Complexity-constrained optimal GDWS (MEGO): least weighted error with G <= max_channels.
+
+    Keeps the max_channels largest scores (components with score 0 are never kept: they cannot lower the error).
+    """
+    max_channels = check_max_channels(max_channels)
+    dec = Decomposition(weight, alpha)
+    return dec.plan(mego_g(dec.scores, max_channels))

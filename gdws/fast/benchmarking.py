@@ -1,0 +1,39 @@
+"""Helpers shared by the benchmark scripts: a spectrum-independent conversion and machine peaks."""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from gdws.core import GDWSConv2d, convert
+from gdws.fast.select import time_call
+
+
+def convert_every_layer(model: nn.Module, ratio: float) -> tuple[nn.Module, float]:
+    """Convert each layer convert() would consider with MEGO at G_l = floor(dense MACs / (ratio * (K*K + M)))).
+
+    Every converted layer then costs about 1/ratio of its dense MACs whatever the weights' spectra are
+    (random init included). Returns (converted eval-mode copy, network MAC ratio dense / converted).
+    """
+    _, report = convert(model, macs_ratio=ratio, force=True)  # only for the list of eligible layers and MACs
+    converted = copy.deepcopy(model).eval()
+    before = after = report.attrs["macs_total_before"]
+    for _, row in report[report["converted"]].iterrows():
+        conv = converted.get_submodule(row["name"])
+        k = conv.kernel_size[0] * conv.kernel_size[1]
+        g_max = max(1, int(conv.in_channels * conv.out_channels * k // ((k + conv.out_channels) * ratio)))
+        layer = GDWSConv2d.from_conv(conv, max_channels=g_max)
+        converted.set_submodule(row["name"], layer)
+        per_pixel = conv.in_channels * conv.out_channels * k
+        after += row["macs_before"] // per_pixel * layer.num_intermediate * (k + conv.out_channels) - row["macs_before"]
+    return converted, before / after
+
+
+def machine_peaks(device: str = "cpu", min_run_time: float = 0.5) -> dict:
+    """Measured reference peaks: fp32 GEMM GFLOP/s (2048^3) and copy bandwidth GB/s (256 MiB read + 256 MiB written)."""
+    a = torch.randn(2048, 2048, device=device)
+    gemm = time_call(lambda t: t @ t, a, min_run_time).median
+    big, dst = torch.randn(64 * 2**20, device=device), torch.empty(64 * 2**20, device=device)
+    copy_s = time_call(dst.copy_, big, min_run_time).median  # preallocated: no page faults in the timing
+    return {"gemm_gflops": 2 * 2048**3 / gemm / 1e9, "copy_gbs": 2 * big.numel() * 4 / copy_s / 1e9}

@@ -1,0 +1,202 @@
+"""Exact-equivalent implementations ("forms") of one GDWS layer.
+
+All forms compute pointwise(depthwise_g(x)) + bias for the same factors; they differ only in how the
+work is laid out for the hardware:
+
+- ``straightforward``: gather the input channels (index [0]*g_0 + [1]*g_1 ...), depthwise conv with
+  groups = G, 1x1 conv. The reference.
+- ``stacked``: one multiplier-1 depthwise conv per kernel index j (channels sorted by g, so the channels
+  with g_c > j are a prefix), concatenated; the pointwise columns are permuted to match. Multiplier-1
+  depthwise convs have fast CPU kernels; multiplier > 1 ones often do not.
+- ``grouped``: channels with equal g_c = v form one grouped conv (groups = n_v, out = n_v * v); the
+  pointwise columns are permuted, so no G-sized gather is needed.
+- ``padded``: one depthwise conv C -> C*max(g) with zero kernels (no gather at all); zero pointwise columns.
+- ``dense``: the equivalent standard conv with weight What (never slower than the original conv).
+- ``unfold`` and ``zero`` (gdws.fast.forms_explicit): im2col + batched matmuls; the constant G == 0 form.
+Forms whose name ends in ``_cl`` run in channels_last memory format (input converted, output converted
+back to NCHW). ``compiled`` is torch.compile of
+the straightforward form (opt-in: it is not scriptable/exportable and compiles for tens of seconds). gdws.fast.candidates.build_forms
+builds them all for one layer.
+"""
+from __future__ import annotations
+
+from typing import List
+
+import torch
+from torch import nn
+
+from gdws.fast.spec import GDWSSpec
+
+def _conv(spec: GDWSSpec, cin: int, cout: int, groups: int, weight: torch.Tensor,
+          bias: torch.Tensor | None = None, spatial: bool = True) -> nn.Conv2d:
+    """An nn.Conv2d with the spec's geometry (or a 1x1 conv when ``spatial`` is False) and given weights."""
+    if spatial:
+        conv = nn.Conv2d(cin, cout, spec.kernel_size, spec.stride, spec.padding, spec.dilation,
+                         groups=groups, bias=bias is not None, padding_mode=spec.padding_mode)
+    else:
+        conv = nn.Conv2d(cin, cout, 1, bias=bias is not None)
+    conv = conv.to(device=weight.device, dtype=weight.dtype)
+    with torch.no_grad():
+        conv.weight.copy_(weight.reshape(conv.weight.shape))
+        if bias is not None:
+            conv.bias.copy_(bias)
+    return conv.eval()
+
+
+class Form(nn.Module):
+    """Base class: records the form's name and optionally moves to channels_last."""
+
+    form_name = "form"
+
+    def __init__(self, channels_last: bool) -> None:
+        super().__init__()
+        self.channels_last = channels_last
+
+    def _finish(self) -> "Form":
+        if self.channels_last:
+            self.to(memory_format=torch.channels_last)
+        return self.eval()
+
+    def _fmt(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            return x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def _unfmt(self, y: torch.Tensor) -> torch.Tensor:
+        # back to NCHW so that each layer's measured time includes its layout conversions and the
+        # surrounding (NCHW) layers run as they were timed: per-layer times then add up
+        if self.channels_last:
+            return y.contiguous()
+        return y
+
+
+class Straightforward(Form):
+    """Gather + depthwise(groups=G) + pointwise: the authors' form."""
+
+    def __init__(self, spec: GDWSSpec, channels_last: bool = False) -> None:
+        super().__init__(channels_last)
+        self.form_name = "straightforward_cl" if channels_last else "straightforward"
+        G, dev = spec.G, spec.pointwise.device
+        self.register_buffer("index", spec.index().to(dev))
+        self.depthwise = _conv(spec, G, G, G, spec.depthwise)
+        self.pointwise = _conv(spec, G, spec.out_channels, 1, spec.pointwise, spec.bias, spatial=False)
+        self._finish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._unfmt(self.pointwise(self.depthwise(self._fmt(x).index_select(1, self.index))))
+
+
+def sorted_channels(spec: GDWSSpec) -> torch.Tensor:
+    """Channels with g_c > 0 in decreasing order of g_c (stable), so 'g_c > j' is a prefix for every j."""
+    g = spec.g.cpu()
+    order = torch.sort(-g, stable=True).indices
+    return order[: int((g > 0).sum())]
+
+
+class Stacked(Form):
+    """One multiplier-1 depthwise conv per kernel index j over the channels with g_c > j, then pointwise."""
+
+    def __init__(self, spec: GDWSSpec, channels_last: bool = False) -> None:
+        super().__init__(channels_last)
+        self.form_name = "stacked_cl" if channels_last else "stacked"
+        perm, g, off = sorted_channels(spec), spec.g.cpu(), spec.offsets()
+        self.gather = not torch.equal(perm, torch.arange(spec.in_channels))
+        self.register_buffer("perm", perm.to(spec.pointwise.device))
+        convs, cols = [], []
+        for j in range(int(g.max())):
+            chans = perm[g[perm] > j]  # a prefix of perm
+            rows = off[chans] + j
+            convs.append(_conv(spec, len(chans), len(chans), len(chans), spec.depthwise[rows.to(spec.depthwise.device)]))
+            cols.append(rows)
+        self.convs = nn.ModuleList(convs)
+        cols_t = torch.cat(cols).to(spec.pointwise.device)
+        self.pointwise = _conv(spec, spec.G, spec.out_channels, 1, spec.pointwise[:, cols_t], spec.bias, spatial=False)
+        self._finish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._fmt(x)
+        if self.gather:
+            x = x.index_select(1, self.perm)
+        ys: List[torch.Tensor] = []
+        for conv in self.convs:
+            ys.append(conv(x.narrow(1, 0, conv.in_channels)))
+        return self._unfmt(self.pointwise(torch.cat(ys, 1)))
+
+
+class Grouped(Form):
+    """Channels with equal g_c = v as one grouped conv (groups = n_v, multiplier v), then pointwise."""
+
+    def __init__(self, spec: GDWSSpec, channels_last: bool = False) -> None:
+        super().__init__(channels_last)
+        self.form_name = "grouped_cl" if channels_last else "grouped"
+        perm, g, off = sorted_channels(spec), spec.g.cpu(), spec.offsets()
+        self.gather = not torch.equal(perm, torch.arange(spec.in_channels))
+        self.register_buffer("perm", perm.to(spec.pointwise.device))
+        convs, cols, starts = [], [], []
+        gp = g[perm]
+        start = 0
+        for v in torch.unique(gp).flip(0).tolist():
+            chans = perm[gp == v]  # a contiguous block of perm (it is sorted by g)
+            rows = (off[chans][:, None] + torch.arange(v)[None, :]).reshape(-1)  # channel-major, as groups expect
+            n = len(chans)
+            convs.append(_conv(spec, n, n * v, n, spec.depthwise[rows.to(spec.depthwise.device)]))
+            cols.append(rows)
+            starts.append(start)
+            start += n
+        self.starts: List[int] = starts
+        self.convs = nn.ModuleList(convs)
+        cols_t = torch.cat(cols).to(spec.pointwise.device)
+        self.pointwise = _conv(spec, spec.G, spec.out_channels, 1, spec.pointwise[:, cols_t], spec.bias, spatial=False)
+        self._finish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self._fmt(x)
+        if self.gather:
+            x = x.index_select(1, self.perm)
+        ys: List[torch.Tensor] = []
+        for i, conv in enumerate(self.convs):
+            ys.append(conv(x.narrow(1, self.starts[i], conv.in_channels)))
+        return self._unfmt(self.pointwise(torch.cat(ys, 1) if len(ys) > 1 else ys[0]))
+
+
+def padded_factors(spec: GDWSSpec, chans: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depthwise [n, m, kh*kw] and pointwise [M, n*m] for channels ``chans``, zero-padded to m = max g."""
+    g, off = spec.g.cpu(), spec.offsets()
+    m, kk = int(g.max()), spec.kernel_size[0] * spec.kernel_size[1]
+    n = len(chans)
+    dw = spec.depthwise.new_zeros(n, m, kk)
+    pw = spec.pointwise.new_zeros(spec.out_channels, n, m)
+    for i, c in enumerate(chans.tolist()):
+        k, o = int(g[c]), int(off[c])
+        dw[i, :k] = spec.depthwise[o:o + k].reshape(k, kk)
+        pw[:, i, :k] = spec.pointwise[:, o:o + k]
+    return dw, pw.reshape(spec.out_channels, n * m)
+
+
+class Padded(Form):
+    """Depthwise C -> C*max(g) with zero kernels (groups = C, no gather), pointwise with zero columns."""
+
+    def __init__(self, spec: GDWSSpec, channels_last: bool = False) -> None:
+        super().__init__(channels_last)
+        self.form_name = "padded_cl" if channels_last else "padded"
+        c = spec.in_channels
+        dw, pw = padded_factors(spec, torch.arange(c))
+        self.depthwise = _conv(spec, c, dw.shape[0] * dw.shape[1], c, dw)
+        self.pointwise = _conv(spec, pw.shape[1], spec.out_channels, 1, pw, spec.bias, spatial=False)
+        self._finish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._unfmt(self.pointwise(self.depthwise(self._fmt(x))))
+
+
+class Dense(Form):
+    """The equivalent standard conv with weight What."""
+
+    def __init__(self, spec: GDWSSpec, channels_last: bool = False) -> None:
+        super().__init__(channels_last)
+        self.form_name = "dense_cl" if channels_last else "dense"
+        self.conv = _conv(spec, spec.in_channels, spec.out_channels, 1, spec.weight_hat(), spec.bias)
+        self._finish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._unfmt(self.conv(self._fmt(x)))

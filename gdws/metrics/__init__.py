@@ -1,0 +1,6 @@
+"""Efficiency metrics of the paper (§4 of the reproduction spec): size in MiB, MACs per image, FPS."""
+from gdws.metrics.fps import device_name, measure_fps
+from gdws.metrics.macs import count_macs
+from gdws.metrics.size import count_params, size_mb
+
+__all__ = ["count_macs", "count_params", "device_name", "measure_fps", "size_mb"]

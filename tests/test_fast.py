@@ -1,0 +1,196 @@
+"""Exactness of every fast GDWS form, BN folding, per-layer selection and ONNX export (gdws.fast)."""
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from torch import nn
+
+from gdws.core import GDWSConv2d, convert
+from gdws.fast import GDWSSpec, build_forms, conv_bn_pairs, fold_batchnorm, optimize_for_inference
+from gdws.fast.candidates import compiled_form
+from gdws.fast.onnx_export import check_onnx, export_onnx
+from gdws.fast.select import _select
+from gdws.models import create_model
+
+# (C, M, kernel, stride, padding, dilation, bias, padding_mode, g)
+LAYERS = {
+    "mixed_g_with_zeros": (6, 5, 3, 1, 1, 1, True, "zeros", [2, 0, 1, 3, 0, 1]),
+    "uniform_g": (4, 7, 3, 1, 1, 1, False, "zeros", [2, 2, 2, 2]),
+    "G_zero": (3, 4, 3, 1, 1, 1, True, "zeros", [0, 0, 0]),
+    "G_zero_no_bias_stride2": (3, 4, 3, 2, 0, 1, False, "zeros", [0, 0, 0]),
+    "stride2": (5, 6, 3, 2, 1, 1, True, "zeros", [1, 4, 0, 2, 2]),
+    "same_dilation2": (4, 3, 3, 1, "same", 2, True, "zeros", [3, 1, 0, 2]),
+    "same_even_kernel": (3, 5, 4, 1, "same", 1, False, "zeros", [5, 1, 2]),
+    "reflect_valid_5x5": (3, 8, 5, 1, 2, 1, True, "reflect", [1, 6, 3]),
+    "full_rank": (3, 12, 3, 1, 1, 1, True, "zeros", [9, 9, 9]),
+}
+
+
+def _layer(C, M, k, stride, padding, dilation, bias, padding_mode, g) -> GDWSConv2d:
+    layer = GDWSConv2d(C, M, k, torch.tensor(g), stride, padding, dilation, bias, padding_mode)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.copy_(torch.randn_like(p))
+    return layer.eval()
+
+
+@pytest.mark.parametrize("case", sorted(LAYERS))
+def test_every_form_equals_the_gdws_layer(case):
+    torch.manual_seed(0)
+    layer = _layer(*LAYERS[case])
+    x = torch.randn(2, LAYERS[case][0], 9, 11)
+    with torch.no_grad():
+        ref = layer(x)
+        forms = build_forms(GDWSSpec.from_layer(layer))
+        expected = {"zero", "dense"} if layer.num_intermediate == 0 else {
+            "straightforward", "stacked", "grouped", "dense", "unfold",
+            "straightforward_cl", "stacked_cl", "grouped_cl", "dense_cl"}
+        assert expected <= set(forms)
+        for name, form in forms.items():
+            out = form(x)
+            assert out.shape == ref.shape, name
+            assert torch.allclose(out, ref, atol=1e-4, rtol=1e-4), (name, (out - ref).abs().max())
+            scripted = torch.jit.script(form)  # plain modules: TorchScript-able
+            assert torch.allclose(scripted(x), ref, atol=1e-4, rtol=1e-4), name
+
+
+def test_padded_form_only_when_it_at_most_doubles_the_depthwise_channels():
+    torch.manual_seed(1)
+    near_uniform = _layer(*LAYERS["reflect_valid_5x5"])  # g = [1, 6, 3]: C * max g = 18 <= 2 G = 20
+    forms = build_forms(GDWSSpec.from_layer(near_uniform))
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(forms["padded"](x), near_uniform(x), atol=1e-4, rtol=1e-4)
+    skewed = _layer(8, 4, 3, 1, 1, 1, True, "zeros", [6, 1, 0, 0, 0, 0, 0, 1])  # 48 > 2 G = 16
+    assert "padded" not in build_forms(GDWSSpec.from_layer(skewed))
+
+
+@pytest.mark.slow
+def test_torch_compile_form_matches():
+    torch.manual_seed(0)
+    layer = _layer(*LAYERS["mixed_g_with_zeros"])
+    x = torch.randn(1, 6, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(compiled_form(GDWSSpec.from_layer(layer))(x), layer(x), atol=1e-4)
+
+
+def _bn(n: int) -> nn.BatchNorm2d:
+    bn = nn.BatchNorm2d(n)
+    with torch.no_grad():
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-1, 1)
+    return bn
+
+
+class _Net(nn.Module):
+    """conv->bn (foldable), gdws->bn (foldable), conv->relu->bn (not), conv feeding bn and a skip (not)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.c1, self.b1 = nn.Conv2d(3, 6, 3, padding=1, bias=False), _bn(6)
+        self.g2, self.b2 = _layer(*LAYERS["mixed_g_with_zeros"]), _bn(5)
+        self.c3, self.b3 = nn.Conv2d(5, 5, 3, padding=1), _bn(5)
+        self.c4, self.b4 = nn.Conv2d(5, 5, 1), _bn(5)
+
+    def forward(self, x):
+        x = self.b2(self.g2(self.b1(self.c1(x))))
+        x = self.b3(torch.relu(self.c3(x)))
+        y = self.c4(x)
+        return self.b4(y) + y
+
+
+def test_bn_folding_is_exact_and_only_where_bn_directly_follows():
+    torch.manual_seed(0)
+    net = _Net().eval()
+    assert conv_bn_pairs(net) == [("c1", "b1"), ("g2", "b2")]
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        ref = net(x)
+        folded = fold_batchnorm(net)
+        assert isinstance(folded.b1, nn.Identity) and isinstance(folded.b2, nn.Identity)
+        assert isinstance(folded.b3, nn.BatchNorm2d) and isinstance(folded.b4, nn.BatchNorm2d)
+        assert torch.allclose(folded(x), ref, atol=1e-4, rtol=1e-4)
+
+
+def test_bn_folding_refuses_training_mode():
+    net = _Net().train()
+    with pytest.raises(ValueError, match="eval"):
+        fold_batchnorm(net)
+
+
+def test_select_prefers_dense_on_ties_and_fastest_otherwise():
+    assert _select({"dense": 1.0, "dense_cl": 1.2, "stacked": 0.97}, tie_tol=0.05) == "dense"
+    assert _select({"dense": 1.0, "dense_cl": 0.9, "stacked": 0.5}, tie_tol=0.05) == "stacked"
+    assert _select({"dense": 1.0, "dense_cl": 0.9, "unfold": 0.88}, tie_tol=0.05) == "dense_cl"
+    assert _select({"zero": 0.1, "dense": 1.0}, tie_tol=0.05) == "zero"
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Timing-based tests on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def small_converted():
+    torch.manual_seed(0)
+    model = create_model("resnet20", width=0.5).eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2)
+    converted, report = convert(model, macs_ratio=2.0)
+    assert report["converted"].any()
+    return converted
+
+
+def test_optimize_for_inference_same_outputs_and_per_layer_choice(small_converted):
+    x = torch.rand(2, 3, 32, 32)
+    opt, table = optimize_for_inference(small_converted, x, min_run_time=0.005, report=True)
+    n_gdws = sum(isinstance(m, GDWSConv2d) for m in small_converted.modules())
+    assert len(table) == n_gdws and not any(isinstance(m, GDWSConv2d) for m in opt.modules())
+    for _, row in table.iterrows():
+        timings = {c[2:]: row[c] for c in table.columns if c.startswith("t_") and row[c] == row[c]}
+        assert row["layer_choice"] == _select(timings, 0.05)
+        assert opt.get_submodule(row["name"]).form_name == row["chosen"]
+    if list(table["chosen"]) != list(table["layer_choice"]):  # the model-level check chose a uniform variant
+        kinds = {"dense" if c in ("dense", "dense_cl") else c for c in table["chosen"]} - {"zero"}
+        assert len(kinds) == 1
+        times = {k: v for k, v in table.attrs.items() if k.startswith("t_model_")}
+        kind = kinds.pop()
+        if kind == "dense":  # dense wins ties within tie_tol (5 %)
+            assert times["t_model_dense"] <= min(times.values()) / 0.95
+        else:
+            assert times[f"t_model_{kind}"] == min(times.values())
+    with torch.no_grad():
+        assert torch.allclose(opt(x), small_converted(x), atol=1e-4, rtol=1e-4)
+        assert torch.allclose(torch.jit.script(opt)(x), small_converted(x), atol=1e-4, rtol=1e-4)
+    assert not any(isinstance(m, nn.BatchNorm2d) for n, m in opt.named_modules() if n.endswith("bn2"))
+
+
+def test_optimize_restricted_forms_and_training_warning(small_converted):
+    x = torch.rand(1, 3, 32, 32)
+    with pytest.warns(UserWarning, match="eval-mode inference only"):
+        opt, table = optimize_for_inference(small_converted.train(), x, forms=("unfold",), min_run_time=0.005,
+                                            report=True)
+    small_converted.eval()
+    assert set(table["chosen"]) <= {"unfold", "dense", "dense_cl", "zero"}
+    assert not opt.training
+
+
+def test_onnx_export_parity(small_converted, tmp_path):
+    x = torch.rand(2, 3, 32, 32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        opt = optimize_for_inference(small_converted, x, min_run_time=0.005)
+    path = export_onnx(opt, x, tmp_path / "m.onnx")
+    assert check_onnx(path, opt, x) < 1e-4
+    assert check_onnx(path, small_converted, torch.rand(3, 3, 32, 32)) < 1e-4  # dynamic batch

@@ -1,0 +1,174 @@
+"""Training: attacks stay in the eps-ball, each method trains sanely, schedule, checkpoint/resume, configs."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import pytorch_lightning as pl
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from gdws.data import SyntheticDataModule
+from gdws.train import AdversarialTraining, AttackView, best_checkpoint_callback, make_attack, resume_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+EPS = 8 / 255
+
+
+def tiny_model() -> nn.Module:
+    """A small CNN with BatchNorm (so train/eval modes matter)."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.MaxPool2d(4),
+                         nn.Conv2d(8, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 10))
+
+
+def tiny_data(**kw) -> SyntheticDataModule:
+    return SyntheticDataModule(**{"num_train": 160, "num_test": 32, "val_size": 32, "batch_size": 32,
+                                  "eval_batch_size": 32, **kw})
+
+
+def trainer(**kw) -> pl.Trainer:
+    return pl.Trainer(**{"accelerator": "cpu", "devices": 1, "logger": False, "enable_checkpointing": False,
+                         "enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0,
+                         "max_epochs": 1, **kw})
+
+
+@pytest.mark.parametrize("method,steps,alpha", [("pgd", 5, 2 / 255), ("trades", 5, 2 / 255), ("fgsm_rs", 1, 10 / 255)])
+def test_training_attacks_stay_in_ball_and_raise_loss(method, steps, alpha):
+    model = tiny_model()
+    x, y = tiny_data().train_images(32, augment=False)
+    model.train()
+    adv = make_attack(method, model, EPS, alpha, steps)(x, y)
+    assert model.training  # mode restored after the eval-mode attack
+    assert (adv - x).abs().max() <= EPS + 1e-6 and adv.min() >= 0 and adv.max() <= 1
+    assert (adv - x).abs().max() > EPS / 2
+    # The attack must beat random corner noise of the same size on the loss it maximises (in eval mode).
+    noisy = (x + EPS * torch.randn_like(x).sign()).clamp(0, 1)
+    model.eval()
+    with torch.no_grad():
+        clean, attacked, random = model(x), model(adv), model(noisy)
+    if method == "trades":
+        def kl(z):
+            return F.kl_div(F.log_softmax(z, 1), F.softmax(clean, 1), reduction="batchmean")
+        assert kl(attacked) > 2 * kl(random)
+    else:
+        assert F.cross_entropy(attacked, y) > F.cross_entropy(random, y) > 0
+
+
+def test_fp16_attack_view_keeps_gradient_sign():
+    model = tiny_model().eval()
+    x = torch.rand(8, 3, 32, 32, requires_grad=True)
+    y = torch.randint(0, 10, (8,))
+    g32 = torch.autograd.grad(F.cross_entropy(AttackView(model)(x), y), x)[0]
+    g16 = torch.autograd.grad(F.cross_entropy(AttackView(model, torch.float16)(x), y), x)[0]
+    agree = (g32.sign() == g16.sign()).float().mean()
+    assert g16.abs().gt(0).float().mean() > 0.95 and agree > 0.9
+
+
+@pytest.mark.parametrize("method,amp", [("pgd", False), ("trades", False), ("fgsm_rs", False), ("standard", False),
+                                        ("pgd", True)])
+def test_each_method_trains(method, amp):
+    model = tiny_model()
+    before = [p.detach().clone() for p in model.parameters()]
+    module = AdversarialTraining(model, method=method, epochs=1, steps=2, step_size=4 / 255, val_attack_steps=3,
+                                 amp=amp, channels_last=amp, lr=0.05)
+    tr = trainer(limit_train_batches=3)
+    tr.fit(module, datamodule=tiny_data())
+    m = tr.callback_metrics
+    assert tr.global_step == 3
+    assert math.isfinite(float(m["train/loss"])) and 0 <= float(m["train/acc"]) <= 1
+    assert 0 <= float(m["val/acc_rob"]) <= float(m["val/acc_nat"]) <= 1
+    assert all(not torch.equal(b, p) for b, p in zip(before, model.parameters()))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_lr_schedule_at_fractions_of_epochs():
+    module = AdversarialTraining(tiny_model(), epochs=8, milestones=[0.5, 0.75], lr=0.1, lr_gamma=0.1)
+    conf = module.configure_optimizers()
+    opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
+    assert opt.defaults["momentum"] == 0.9 and opt.defaults["weight_decay"] == 5e-4
+    lrs = []
+    for _ in range(8):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()  # (no gradients: a no-op that keeps the optimizer/scheduler call order valid)
+        sched.step()
+    assert lrs == pytest.approx([0.1] * 4 + [0.01] * 2 + [0.001] * 2)
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="pgd, trades, fgsm_rs, standard"):
+        AdversarialTraining(tiny_model(), method="madry")
+    with pytest.raises(ValueError, match="fractions"):
+        AdversarialTraining(tiny_model(), milestones=[100, 150])
+
+
+class EpochOrder(pl.Callback):
+    """Records the data-order epoch of the resident training loader at each epoch start."""
+
+    def __init__(self) -> None:
+        self.seen: list[int] = []
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.seen.append(trainer.train_dataloader.sampler.epoch)
+
+
+def test_checkpoint_and_resume(tmp_path):
+    ckpt_dir = tmp_path / "ckpt"
+    data = tiny_data()
+    assert resume_checkpoint(str(ckpt_dir)) is None
+    module = AdversarialTraining(tiny_model(), method="pgd", epochs=2, steps=1, val_attack_steps=1)
+    tr = trainer(max_epochs=1, limit_train_batches=2, enable_checkpointing=True,
+                 callbacks=[best_checkpoint_callback(str(ckpt_dir))])
+    tr.fit(module, datamodule=data)  # "interrupted" after the first epoch
+    assert (ckpt_dir / "best.ckpt").is_file() and (ckpt_dir / "last.ckpt").is_file()
+    saved = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["global_step"] == 2 and all(k.startswith("model.") for k in saved["state_dict"])
+    resumed = AdversarialTraining(tiny_model(), method="pgd", epochs=2, steps=1, val_attack_steps=1)
+    cb = best_checkpoint_callback(str(ckpt_dir))
+    epochs = EpochOrder()
+    tr2 = trainer(max_epochs=2, limit_train_batches=2, enable_checkpointing=True, callbacks=[cb, epochs])
+    tr2.fit(resumed, datamodule=data, ckpt_path=resume_checkpoint(str(ckpt_dir)))
+    assert tr2.global_step == 4 and tr2.current_epoch == 2  # continued, not restarted
+    assert epochs.seen == [1]  # only the second epoch ran, with the second epoch's data order
+    assert torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 4
+    assert cb.best_model_path.endswith("best.ckpt") and cb.best_model_score is not None
+    assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def _root_cfg(**groups) -> OmegaConf:
+    base = {"seed": 0, "paths": {"data_dir": "./data"}, "train": OmegaConf.load(REPO / "conf/train/pgd.yaml")}
+    base.update({k: OmegaConf.load(REPO / f"conf/{k}/{v}.yaml") for k, v in groups.items()})
+    return OmegaConf.create(base)
+
+
+@pytest.mark.parametrize("recipe", ["pgd", "trades", "fgsm_rs", "standard"])
+def test_train_configs_instantiate(recipe):
+    cfg = _root_cfg(train=recipe)
+    module = instantiate(cfg.train, model=tiny_model())
+    hp = module.hparams
+    assert isinstance(module, AdversarialTraining) and hp.method == recipe
+    assert (hp.epochs, hp.lr, hp.momentum, hp.weight_decay, hp.milestones) == (200, 0.1, 0.9, 5e-4, [0.5, 0.75])
+    assert hp.eps == pytest.approx(8 / 255)
+    expected = {"pgd": (2 / 255, 10), "trades": (2 / 255, 10), "fgsm_rs": (10 / 255, 1), "standard": (2 / 255, 10)}
+    assert (hp.step_size, hp.steps) == pytest.approx(expected[recipe])
+    assert hp.trades_beta == 6.0
+
+
+@pytest.mark.parametrize("name", ["default", "cpu", "gpu", "ddp"])
+def test_trainer_configs(name):
+    cfg = _root_cfg(trainer=name)
+    keys = set(cfg.trainer)
+    assert {"limit_train_batches", "limit_val_batches", "precision", "enable_progress_bar", "max_epochs"} <= keys
+    assert cfg.trainer.max_epochs == 200 and cfg.trainer.enable_progress_bar is True
+    if name == "ddp":
+        assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == 2
+    if name == "gpu" and not torch.cuda.is_available():
+        assert cfg.trainer.accelerator == "gpu"  # cannot be built without a GPU; the keys are checked above
+        return
+    tr = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, max_epochs=3)
+    assert isinstance(tr, pl.Trainer) and tr.max_epochs == 3
