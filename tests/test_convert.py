@@ -120,6 +120,8 @@ def test_g_zero_layer_in_network(model):
         expected = model.body[0].bias.view(1, -1, 1, 1).expand(2, 32, 8, 8)
         assert torch.equal(layer(torch.relu(model.bn(model.stem(x)))), expected)
         assert converted(x).shape == (2, 10)
+        reloaded = load_converted(SmallCNN(), converted.state_dict())  # G = 0 layers round-trip too
+        assert int(reloaded.body[0].g.sum()) == 0 and torch.equal(reloaded.eval()(x), converted.eval()(x))
 
 
 def test_bad_arguments(model):

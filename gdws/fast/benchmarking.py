@@ -16,7 +16,7 @@ def convert_every_layer(model: nn.Module, ratio: float) -> tuple[nn.Module, floa
     Every converted layer then costs about 1/ratio of its dense MACs whatever the weights' spectra are
     (random init included). Returns (converted eval-mode copy, network MAC ratio dense / converted).
     """
-    _, report = convert(model, macs_ratio=ratio, force=True)  # only for the list of eligible layers and MACs
+    _, report = convert(model, max_channels=1, force=True)  # any budget: only the eligible layers and MACs
     converted = copy.deepcopy(model).eval()
     before = after = report.attrs["macs_total_before"]
     for _, row in report[report["converted"]].iterrows():

@@ -40,7 +40,7 @@ def build_row(cfg: DictConfig, facts: dict[str, Any]) -> dict[str, Any]:
         "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "git_commit": git_commit(cfg.paths.root_dir),
         "experiment": choice("experiment"),
-        "model": cfg.model.name,
+        "model": choice("model", cfg.model.name),  # the config name: resnet20 and resnet20_w40 differ
         "width": cfg.model.get("width"),
         "data": choice("data", cfg.data.get("_target_", "").rsplit(".", 1)[-1]),
         "recipe": facts.pop("recipe"),
