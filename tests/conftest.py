@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_BUILD = REPO.parent / "shared" / "data" / "cifar10" / "build.py"
@@ -36,3 +37,17 @@ def cifar10_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cifar10")
     subprocess.run([sys.executable, str(SHARED_BUILD), str(out)], check=True, capture_output=True)
     return out
+
+
+@pytest.fixture
+def one_thread():
+    """Run a test on one intra-op thread, restored afterwards.
+
+    The tests' tensors are small: their time goes into thousands of tiny ops, where a second OpenMP thread
+    adds only synchronisation, and on a shared CPU spinning threads stall them many times over (measured on
+    the 2-core CI machine under load: robnet_free's width-0.25 forward 0.13 s on one thread, up to 22 s on two).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -9,7 +9,8 @@ import torch
 from torch import nn
 
 from gdws.models import create_model, list_models, load_checkpoint
-from test_models import single_thread  # noqa: F401  (autouse fixture: one intra-op thread per test)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 SMALL = 0.25
 

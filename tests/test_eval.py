@@ -40,16 +40,6 @@ def _linear_problem(n: int = 200, seed: int = 0, classes: int = 2):
     return model.eval(), x, y, clean_ok, robust_ok
 
 
-@pytest.fixture
-def one_thread():
-    """Run a test on one intra-op thread (restored afterwards): these tensors are tiny, and two spinning
-    OpenMP threads slow the attacks' thousands of small ops down many times over on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> DataLoader:
     return DataLoader(TensorDataset(x, y), batch_size=batch_size)
 

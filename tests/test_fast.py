@@ -14,6 +14,8 @@ from gdws.fast.onnx_export import check_onnx, export_onnx
 from gdws.fast.select import _select
 from gdws.models import create_model
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # (C, M, kernel, stride, padding, dilation, bias, padding_mode, g)
 LAYERS = {
     "mixed_g_with_zeros": (6, 5, 3, 1, 1, 1, True, "zeros", [2, 0, 1, 3, 0, 1]),
@@ -127,15 +129,6 @@ def test_select_prefers_dense_on_ties_and_fastest_otherwise():
     assert _select({"dense": 1.0, "dense_cl": 0.9, "stacked": 0.5}, tie_tol=0.05) == "stacked"
     assert _select({"dense": 1.0, "dense_cl": 0.9, "unfold": 0.88}, tie_tol=0.05) == "dense_cl"
     assert _select({"zero": 0.1, "dense": 1.0}, tie_tol=0.05) == "zero"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Timing-based tests on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,8 @@ from torch import nn
 from gdws.models import Normalize, create_model, list_models, register_model
 from gdws.models.normalize import DATASET_STATS
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 PAPER_MODELS = ["vgg16_hydra", "vgg16", "preact_resnet18", "preact_resnet50", "wrn28_4", "mobilenet_v1",
                 "mobilenet_v2", "resnet18_dws", "resnet20", "robnet_free"]
 # Trainable parameters at width 1.0 (reproduction.md section 1). resnet18_dws is only known as 5.5 MB.
@@ -18,20 +20,6 @@ EXPECTED_PARAMS = {
 }
 EXPECTED_MB = {"resnet18_dws": (5.5, 0.05)}
 SMALL = 0.25  # width for the tests that run the network
-
-
-@pytest.fixture(autouse=True)
-def single_thread():
-    """Run each test on one intra-op thread, then restore the setting.
-
-    Width-0.25 nets are hundreds of tiny ops: one thread is faster, and it is immune to OpenMP
-    oversubscription when other test processes share the CPU (measured on this 2-core machine under
-    load: robnet_free forward 0.13 s on one thread vs up to 22 s on two).
-    """
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def n_params(model: nn.Module) -> int:

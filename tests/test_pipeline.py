@@ -14,12 +14,17 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _run(tmp: Path, *overrides: str, multirun: bool = False, timeout: int = 240) -> subprocess.CompletedProcess:
-    """``python run.py [-m] experiment=smoke <overrides>`` with every output under ``tmp``."""
+    """``python run.py [-m] experiment=smoke <overrides>`` with every output under ``tmp``.
+
+    ``tmp`` becomes the project root through PROJECT_ROOT (as run.py sets it), not a ``paths.root_dir``
+    override, so that the default path interpolations, hydra's run and sweep dirs included, are exercised.
+    """
     cmd = [sys.executable, str(REPO / "run.py"), *(["-m"] if multirun else []), "experiment=smoke",
-           f"paths.root_dir={tmp}", "progress=false", "trainer.enable_progress_bar=false", *overrides]
+           "progress=false", "trainer.enable_progress_bar=false", *overrides]
     # One intra-op thread: tiny convs gain nothing from two, and spinning OpenMP threads slow down badly
     # when the CPU is shared (other tests, other jobs).
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp / "wandb"), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_DIR": str(tmp / "wandb"), "OMP_NUM_THREADS": "1",
+           "PROJECT_ROOT": str(tmp)}
     return subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, timeout=timeout, env=env)
 
 
