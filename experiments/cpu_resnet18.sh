@@ -9,3 +9,6 @@ py="${PYTHON:-python}"
 "$py" run.py experiment=cpu_resnet18 gdws=none "$@"
 "$py" run.py -m experiment=cpu_resnet18 gdws.beta=0.75,0.1,5,20 "$@"
 "$py" run.py -m experiment=cpu_resnet18 gdws.beta=null gdws.macs_ratio=2,3 "$@"
+# The network budget and LEGO with the alpha weights of eq. 8 (PGD inputs, 1000 samples; cached next to the checkpoint)
+"$py" run.py -m experiment=cpu_resnet18 gdws.alphas=pgd gdws.beta=null gdws.macs_ratio=1.5,2 "$@"
+"$py" run.py -m experiment=cpu_resnet18 gdws.alphas=pgd gdws.beta=0.005,0.02 "$@"

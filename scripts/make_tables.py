@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import numbers
 from pathlib import Path
 
 import pandas as pd
@@ -31,7 +32,7 @@ def _fmt(value: object, digits: int = 2) -> str:
     """Cell text: numbers rounded, missing values as '-'."""
     if isinstance(value, str):
         return value or "-"
-    if isinstance(value, int):
+    if isinstance(value, numbers.Integral):  # numpy integers too (pandas columns)
         return str(value)
     return "-" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
@@ -105,10 +106,14 @@ def main() -> None:
             print(f"wrote {args.out / f'{table}.md'} ({df.A_rob.notna().sum()}/{len(df)} rows run)")
     else:
         print(f"{args.paper} not found: writing our runs only")
-        cols = ["model", "method", "gdws_beta", "prune_ratio", "A_nat", "A_rob", "size_MB", "macs", "fps", "n_eval", "device"]
-        for experiment, rows in runs.groupby("experiment"):
-            (args.out / f"{experiment}.md").write_text(f"# {experiment}\n\n" + markdown(rows[cols]))
-
+    # Experiments of our own (not a paper table, e.g. experiment=cpu_resnet18): every run, in order.
+    own = runs[~runs.experiment.fillna("").astype(str).str.startswith("table_")].copy()
+    own["mac_reduction"] = (own.macs_dense / own.macs).round(2)
+    cols = ["time", "model", "width", "method", "gdws_beta", "gdws_budget", "gdws_alphas", "prune_ratio", "A_nat",
+            "A_rob", "size_MB", "macs", "mac_reduction", "fps", "throughput", "n_eval", "attack", "device"]
+    for experiment, rows in own.groupby(own.experiment.fillna("none")):
+        (args.out / f"{experiment}.md").write_text(f"# {experiment}\n\n" + markdown(rows[cols]))
+        print(f"wrote {args.out / f'{experiment}.md'} ({len(rows)} runs)")
 
 if __name__ == "__main__":
     main()
