@@ -93,60 +93,24 @@ def sorted_channels(spec: GDWSSpec) -> torch.Tensor:
     return order[: int((g > 0).sum())]
 
 
-class Stacked(Form):
-    """One multiplier-1 depthwise conv per kernel index j over the channels with g_c > j, then pointwise."""
+class _SortedStages(Form):
+    """Frame of the forms that read the input channels sorted by g_c (``sorted_channels``): an optional gather
+    into that order, depthwise convs that each read a contiguous slice of the sorted channels (starting at
+    ``starts[i]``), and one pointwise conv over their concatenated outputs, its columns permuted to match."""
 
-    def __init__(self, spec: GDWSSpec, channels_last: bool = False) -> None:
+    def __init__(self, spec: GDWSSpec, channels_last: bool) -> None:
         super().__init__(channels_last)
-        self.form_name = "stacked_cl" if channels_last else "stacked"
-        perm, g, off = sorted_channels(spec), spec.g.cpu(), spec.offsets()
-        self.gather = not torch.equal(perm, torch.arange(spec.in_channels))
-        self.register_buffer("perm", perm.to(spec.pointwise.device))
-        convs, cols = [], []
-        for j in range(int(g.max())):
-            chans = perm[g[perm] > j]  # a prefix of perm
-            rows = off[chans] + j
-            convs.append(_conv(spec, len(chans), len(chans), len(chans), spec.depthwise[rows.to(spec.depthwise.device)]))
-            cols.append(rows)
-        self.convs = nn.ModuleList(convs)
-        cols_t = torch.cat(cols).to(spec.pointwise.device)
-        self.pointwise = _conv(spec, spec.G, spec.out_channels, 1, spec.pointwise[:, cols_t], spec.bias, spatial=False)
-        self._finish()
+        order = sorted_channels(spec)
+        self.gather = not torch.equal(order, torch.arange(spec.in_channels))
+        self.register_buffer("perm", order.to(spec.pointwise.device))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self._fmt(x)
-        if self.gather:
-            x = x.index_select(1, self.perm)
-        ys: List[torch.Tensor] = []
-        for conv in self.convs:
-            ys.append(conv(x.narrow(1, 0, conv.in_channels)))
-        return self._unfmt(self.pointwise(torch.cat(ys, 1)))
-
-
-class Grouped(Form):
-    """Channels with equal g_c = v as one grouped conv (groups = n_v, multiplier v), then pointwise."""
-
-    def __init__(self, spec: GDWSSpec, channels_last: bool = False) -> None:
-        super().__init__(channels_last)
-        self.form_name = "grouped_cl" if channels_last else "grouped"
-        perm, g, off = sorted_channels(spec), spec.g.cpu(), spec.offsets()
-        self.gather = not torch.equal(perm, torch.arange(spec.in_channels))
-        self.register_buffer("perm", perm.to(spec.pointwise.device))
-        convs, cols, starts = [], [], []
-        gp = g[perm]
-        start = 0
-        for v in torch.unique(gp).flip(0).tolist():
-            chans = perm[gp == v]  # a contiguous block of perm (it is sorted by g)
-            rows = (off[chans][:, None] + torch.arange(v)[None, :]).reshape(-1)  # channel-major, as groups expect
-            n = len(chans)
-            convs.append(_conv(spec, n, n * v, n, spec.depthwise[rows.to(spec.depthwise.device)]))
-            cols.append(rows)
-            starts.append(start)
-            start += n
-        self.starts: List[int] = starts
-        self.convs = nn.ModuleList(convs)
-        cols_t = torch.cat(cols).to(spec.pointwise.device)
-        self.pointwise = _conv(spec, spec.G, spec.out_channels, 1, spec.pointwise[:, cols_t], spec.bias, spatial=False)
+    def _build(self, spec: GDWSSpec, stages: List[tuple[int, int, int, torch.Tensor]]) -> None:
+        """``stages``: (first sorted channel, channels, multiplier, depthwise rows of ``spec``) per conv."""
+        self.starts: List[int] = [s[0] for s in stages]
+        self.convs = nn.ModuleList(
+            _conv(spec, n, n * v, n, spec.depthwise[rows.to(spec.depthwise.device)]) for _, n, v, rows in stages)
+        cols = torch.cat([rows for *_, rows in stages]).to(spec.pointwise.device)
+        self.pointwise = _conv(spec, spec.G, spec.out_channels, 1, spec.pointwise[:, cols], spec.bias, spatial=False)
         self._finish()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -157,6 +121,37 @@ class Grouped(Form):
         for i, conv in enumerate(self.convs):
             ys.append(conv(x.narrow(1, self.starts[i], conv.in_channels)))
         return self._unfmt(self.pointwise(torch.cat(ys, 1) if len(ys) > 1 else ys[0]))
+
+
+class Stacked(_SortedStages):
+    """One multiplier-1 depthwise conv per kernel index j over the channels with g_c > j, then pointwise."""
+
+    def __init__(self, spec: GDWSSpec, channels_last: bool = False) -> None:
+        super().__init__(spec, channels_last)
+        self.form_name = "stacked_cl" if channels_last else "stacked"
+        g, off, order = spec.g.cpu(), spec.offsets(), self.perm.cpu()
+        stages = []
+        for j in range(int(g.max())):
+            chans = order[g[order] > j]  # a prefix of the sorted channels
+            stages.append((0, len(chans), 1, off[chans] + j))
+        self._build(spec, stages)
+
+
+class Grouped(_SortedStages):
+    """Channels with equal g_c = v as one grouped conv (groups = n_v, multiplier v), then pointwise."""
+
+    def __init__(self, spec: GDWSSpec, channels_last: bool = False) -> None:
+        super().__init__(spec, channels_last)
+        self.form_name = "grouped_cl" if channels_last else "grouped"
+        off, order = spec.offsets(), self.perm.cpu()
+        gp = spec.g.cpu()[order]
+        stages, start = [], 0
+        for v in torch.unique(gp).flip(0).tolist():
+            chans = order[gp == v]  # a contiguous block of the sorted channels
+            rows = (off[chans][:, None] + torch.arange(v)[None, :]).reshape(-1)  # channel-major, as groups expect
+            stages.append((start, len(chans), v, rows))
+            start += len(chans)
+        self._build(spec, stages)
 
 
 def padded_factors(spec: GDWSSpec, chans: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
