@@ -9,15 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from gdws.data.cifar10 import has_cifar10
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_BUILD = REPO.parent / "shared" / "data" / "cifar10" / "build.py"
-
-
-def _has_cifar10(root: Path) -> bool:
-    """True when ``root`` holds a complete ``cifar-10-batches-py`` folder."""
-    folder = root / "cifar-10-batches-py"
-    names = ["data_batch_%d" % i for i in range(1, 6)] + ["test_batch", "batches.meta"]
-    return all((folder / n).is_file() for n in names)
 
 
 @pytest.fixture(scope="session")
@@ -29,7 +24,7 @@ def cifar10_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     neither the data nor the shared rebuild kit.
     """
     for candidate in (os.environ.get("GDWS_DATA"), REPO / "data"):
-        if candidate and _has_cifar10(Path(candidate)):
+        if candidate and has_cifar10(candidate):
             return Path(candidate)
     if not SHARED_BUILD.is_file():
         pytest.skip("real CIFAR-10 unavailable: set GDWS_DATA to a folder with cifar-10-batches-py "

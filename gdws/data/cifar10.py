@@ -20,6 +20,12 @@ TRAIN_FILES = [f"data_batch_{i}" for i in range(1, 6)]
 TEST_FILES = ["test_batch"]
 
 
+def has_cifar10(root: str | os.PathLike) -> bool:
+    """True when ``root/cifar-10-batches-py`` holds every training and test batch file."""
+    folder = os.path.join(root, FOLDER)
+    return all(os.path.isfile(os.path.join(folder, n)) for n in TRAIN_FILES + TEST_FILES)
+
+
 def data_error(root: str, problem: str) -> RuntimeError | FileNotFoundError:
     """The one error for missing or unreadable CIFAR-10, naming the path and the ways out."""
     folder = os.path.join(root, FOLDER)
@@ -77,8 +83,7 @@ class CIFAR10DataModule(ImageDataModule):
 
     def download_data(self) -> None:
         """Download and extract the official archive (md5-verified) unless the batch files are present."""
-        folder = os.path.join(self.root, FOLDER)
-        if all(os.path.isfile(os.path.join(folder, n)) for n in TRAIN_FILES + TEST_FILES):
+        if has_cifar10(self.root):
             return
         from torchvision.datasets.utils import download_and_extract_archive
 
