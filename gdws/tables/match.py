@@ -1,0 +1,79 @@
+"""Pair each row of the paper's tables with our newest matching run, and FPS with a dense reference."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+METRICS = ("A_nat", "A_rob", "size_MB", "fps")
+
+
+def same_number(a: object, b: object) -> bool:
+    """Equal as floats (0.9 == 0.90), or both missing."""
+    x, y = pd.to_numeric(pd.Series([a, b]), errors="coerce")
+    return bool((np.isnan(x) and np.isnan(y)) or (not np.isnan(x) and not np.isnan(y) and abs(x - y) < 1e-9))
+
+
+def _where(df: pd.DataFrame, values: pd.Series, target: object) -> pd.DataFrame:
+    """The rows of ``df`` whose ``values`` equal ``target`` as numbers (see ``same_number``)."""
+    return df.loc[np.array([same_number(v, target) for v in values], dtype=bool)]
+
+
+def candidates(runs: pd.DataFrame, paper_row: pd.Series) -> pd.DataFrame:
+    """Our runs that stand for ``paper_row``, newest first. A run that names its paper row (``paper_row``
+    column) matches that row of its table only; any other run matches by what it ran: same table, model,
+    method (as requested) and pruning ratio, and the same beta where the paper gives one (where it does
+    not, any GDWS constraint)."""
+    named = runs.paper_row.notna()
+    by_name = runs[named & (runs.table == paper_row.table) & (runs.paper_row == paper_row.row)]
+    cand = runs[~named & (runs.table == paper_row.table) & (runs.model == paper_row.model)
+                & (runs.setting == paper_row.method)]
+    cand = _where(cand, cand.prune_ratio, paper_row.prune_ratio)
+    if pd.notna(paper_row.beta):
+        cand = _where(cand, cand.beta, paper_row.beta)
+    return pd.concat([by_name, cand]).sort_values("when", ascending=False, na_position="last")
+
+
+def dense_reference(runs: pd.DataFrame, run: pd.Series) -> pd.Series | None:
+    """The dense run whose FPS ``run``'s FPS is divided by: same model, width, data, scale and device (FPS
+    only compares on one device); among those, one of the same table, then the same experiment, then the
+    newest. None when there is none."""
+    cand = runs[(runs.setting == "dense") & (runs.model == run.model) & (runs.data == run.data)
+                & (runs.scale == run.scale) & (runs.device == run.device) & runs.fps.notna()]
+    cand = _where(cand, cand.width, run.width)
+    if cand.empty:
+        return None
+    key = pd.DataFrame({"table": cand.table == run.table, "experiment": cand.experiment == run.experiment,
+                        "when": cand.when})
+    return cand.loc[key.sort_values(["table", "experiment", "when"], na_position="first").index[-1]]
+
+
+def paper_dense_fps(paper: pd.DataFrame, paper_row: pd.Series) -> float:
+    """FPS of the paper's dense row of the same model: in the same table, else in another table (all the
+    paper's FPS come from one device). NaN when the paper has no dense row of that model."""
+    dense = paper[(paper.model == paper_row.model) & (paper.method == "dense")]
+    dense = dense.assign(same=dense.table == paper_row.table).sort_values("same", ascending=False)
+    return float(dense.fps.iloc[0]) if len(dense) else np.nan
+
+
+def side_by_side(runs: pd.DataFrame, paper: pd.DataFrame, table: str) -> pd.DataFrame:
+    """One paper table, a row per paper row: the paper's values (``<metric>_paper``), ours (``<metric>``,
+    NaN where not run), FPS ratios to the dense model, and the run each of our values came from
+    (``run_dir``, ``run_time``, ``n_candidates``: how many runs matched, the newest being used)."""
+    out = []
+    for _, p in paper[paper.table == table].iterrows():
+        cand = candidates(runs, p)
+        ours = cand.iloc[0] if len(cand) else None
+        ref = dense_reference(runs, ours) if ours is not None else None
+        row = {k: p[k] for k in ("table", "row", "model", "method", "beta", "prune_ratio")}
+        row["gdws_constraint"] = ours.gdws_constraint if ours is not None else ""
+        for m in METRICS:
+            row[m] = ours[m] if ours is not None else np.nan
+            row[f"{m}_paper"] = p[m]
+        row["fps_ratio"] = ours.fps / ref.fps if ref is not None else np.nan
+        row["fps_ratio_paper"] = p.fps / paper_dense_fps(paper, p)
+        row["n_candidates"] = len(cand)
+        for col in ("run_dir", "time", "device", "scale", "n_eval", "git_commit"):
+            row["run_time" if col == "time" else col] = ours[col] if ours is not None else ""
+        row["dense_run_dir"] = ref.run_dir if ref is not None else ""
+        out.append(row)
+    return pd.DataFrame(out)

@@ -1,0 +1,138 @@
+"""gdws.tables and scripts/make_tables.py: the paper's tables regenerated from a synthetic runs CSV."""
+from __future__ import annotations
+
+import csv
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from gdws.tables import load_paper, load_runs, write_paper_tables
+
+REPO = Path(__file__).resolve().parents[1]
+NEW = ("time", "table", "paper_row", "scale", "experiment", "model", "width", "data", "method", "prune_method",
+       "prune_ratio", "gdws_constraint", "gdws_alphas", "A_nat", "A_rob", "size_MB", "macs", "macs_dense", "fps",
+       "device", "n_eval", "run_dir")
+# Rows written before the table/scale/gdws_constraint columns existed.
+OLD = ("time", "experiment", "model", "width", "data", "method", "prune_method", "prune_ratio", "gdws_beta",
+       "gdws_budget", "gdws_alphas", "A_nat", "A_rob", "size_MB", "macs", "macs_dense", "fps", "device", "n_eval",
+       "run_dir")
+
+
+def _run(hour: int, **kw: object) -> dict[str, object]:
+    """A run row on device 'gpu A' at scale 'cpu', ``hour`` o'clock, with ``kw`` overriding."""
+    row = {"time": f"2026-01-01T{hour:02d}:00:00+00:00", "scale": "cpu", "width": 1.0, "data": "cifar10",
+           "A_nat": 70.0, "A_rob": 40.0, "size_MB": 50.0, "macs": 100, "macs_dense": 100, "fps": 100.0,
+           "device": "gpu A", "n_eval": 500, "run_dir": f"outputs/run{hour}"}
+    row.update(kw)
+    return row
+
+
+def _write(path: Path, columns: tuple[str, ...], rows: list[dict[str, object]]) -> Path:
+    """``rows`` as a CSV with ``columns`` (missing cells empty)."""
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def runs_csvs(tmp_path: Path) -> list[Path]:
+    """A new-style CSV (table experiments, an own experiment) and an old-style one (table from experiment)."""
+    admm = {"table": "admm", "experiment": "table_admm"}
+    new = [
+        _run(1, **admm, model="vgg16", method="dense"),
+        _run(2, **admm, model="vgg16", method="gdws", gdws_constraint="beta=0.5", A_rob=39.0, fps=250.0),
+        _run(3, **admm, model="vgg16", method="gdws", gdws_constraint="beta=0.50", A_rob=39.5, fps=260.0),
+        _run(4, **admm, model="vgg16", method="gdws", gdws_constraint="beta=0.75", A_rob=30.0),
+        _run(5, **admm, model="preact_resnet18", method="admm", prune_method="admm", prune_ratio=0.5, A_nat=61.25),
+        # GDWS that replaced no layer: labelled dense by the pipeline, still the paper's GDWS row.
+        _run(6, **admm, model="preact_resnet18", method="dense", gdws_constraint="beta=0.75", A_rob=33.3),
+        _run(7, table="lightweight", experiment="table_lightweight", model="vgg16", method="gdws",
+             gdws_constraint="beta=0.005", fps=300.0),
+        # A run naming its paper row matches it whatever its model is called.
+        _run(13, table="lightweight", paper_row=6, experiment="table_lightweight", model="resnet20_w40",
+             method="dense", A_rob=45.5),
+        _run(8, table="hydra", experiment="table_hydra", model="vgg16_hydra", method="hydra+gdws",
+             prune_method="hydra", prune_ratio=0.9, gdws_constraint="beta=0.1", A_rob=44.4),
+        # Newer and faster, but on another device: never the FPS reference of 'gpu A' runs.
+        _run(9, experiment="mine", model="vgg16", method="dense", device="cpu B", fps=1000.0),
+        _run(10, experiment="mine", model="vgg16", method="gdws", gdws_constraint="beta=2", macs=50,
+             device="cpu B", fps=1500.0),
+    ]
+    old = [_run(11, experiment="table_robnet", model="wrn28_4", method="dense", fps=20.0),
+           _run(12, experiment="table_robnet", model="wrn28_4", method="gdws", gdws_beta=0.005, fps=50.0)]
+    return [_write(tmp_path / "new.csv", NEW, new), _write(tmp_path / "old.csv", OLD, old)]
+
+
+def _row(sides: dict[str, pd.DataFrame], table: str, number: int) -> pd.Series:
+    """Paper row ``number`` of ``table`` in the rendered frames."""
+    side = sides[table]
+    return side[side.row == number].iloc[0]
+
+
+def test_paper_data_ships_with_the_package():
+    paper = load_paper()
+    assert len(paper) == 29 and list(paper.table.unique()) == ["hydra", "admm", "lightweight", "robnet"]
+
+
+def test_every_paper_row_rendered_with_ours_where_run(tmp_path, runs_csvs):
+    sides = write_paper_tables(load_runs(runs_csvs), tmp_path / "out")
+    assert sum(len(s) for s in sides.values()) == 29
+    for table, side in sides.items():
+        assert len(pd.read_csv(tmp_path / "out" / f"{table}.csv")) == len(side)
+    run = {(t, int(r)) for t, s in sides.items() for r in s.row[s.A_rob.notna()]}
+    assert run == {("admm", 1), ("admm", 2), ("admm", 7), ("admm", 9), ("lightweight", 2), ("hydra", 4),
+                   ("lightweight", 6), ("robnet", 4), ("robnet", 5)}
+    assert _row(sides, "admm", 9).A_nat == 61.25  # prune ratio 0.5 matches the paper's 0.50
+    assert _row(sides, "admm", 7).A_rob == 33.3   # GDWS asked for, whatever layers it replaced
+    assert _row(sides, "hydra", 4).A_rob == 44.4
+
+
+def test_newest_matching_run_wins_and_says_so(tmp_path, runs_csvs):
+    sides = write_paper_tables(load_runs(runs_csvs), tmp_path)
+    row = _row(sides, "admm", 2)
+    assert row.A_rob == 39.5 and row.n_candidates == 2 and row.run_dir == "outputs/run3"
+    md = (tmp_path / "admm.md").read_text()
+    assert "outputs/run3" in md and "newest of 2" in md and "outputs/run2 " not in md
+
+
+def test_fps_ratio_to_the_dense_run_on_the_same_device(tmp_path, runs_csvs):
+    sides = write_paper_tables(load_runs(runs_csvs), tmp_path)
+    assert _row(sides, "admm", 1).fps_ratio == pytest.approx(1.0)
+    assert _row(sides, "admm", 2).fps_ratio == pytest.approx(2.6)
+    assert _row(sides, "lightweight", 2).fps_ratio == pytest.approx(3.0)  # dense row from table admm
+    assert _row(sides, "robnet", 5).fps_ratio == pytest.approx(2.5)
+    assert math.isnan(_row(sides, "admm", 9).fps_ratio)  # no dense preact_resnet18 run
+    assert _row(sides, "admm", 2).fps_ratio_paper == pytest.approx(119 / 36)
+    assert _row(sides, "lightweight", 1).fps_ratio_paper == pytest.approx(104 / 28)  # paper's dense: table admm
+
+
+def test_markdown_and_latex_hold_both_values(tmp_path, runs_csvs):
+    write_paper_tables(load_runs(runs_csvs), tmp_path)
+    md, tex = (tmp_path / "admm.md").read_text(), (tmp_path / "admm.tex").read_text()
+    assert "39.50 / 46.28" in md and "2.60 / 3.31" in md
+    assert "- / 42.67" in md  # row 8 (ADMM 25 %) not run
+    assert "39.50 & 46.28" in tex and r"\begin{tabular}" in tex and tex.count(r" \\") >= 10 + 2
+    assert "preact\\_resnet18" in tex
+
+
+def test_scale_filter_keeps_only_rows_of_that_scale(runs_csvs):
+    kept = set(load_runs(runs_csvs, scale="cpu").experiment)
+    assert kept == {"table_admm", "table_lightweight", "table_hydra", "mine"}  # old rows: scale unknown
+    assert load_runs(runs_csvs, scale="paper").empty
+
+
+def test_cli_writes_tables_and_plots(tmp_path, runs_csvs):
+    out = tmp_path / "tables"
+    subprocess.run([sys.executable, str(REPO / "scripts" / "make_tables.py"), "--runs", *map(str, runs_csvs),
+                    "--out", str(out)], check=True, capture_output=True, cwd=tmp_path)
+    for table in ("hydra", "admm", "lightweight", "robnet"):
+        assert {(out / f"{table}{ext}").is_file() for ext in (".csv", ".md", ".tex")} == {True}
+    assert (out / "mine.md").is_file()  # an experiment of our own
+    assert (out / "fps_vs_robustness_vgg16_vgg16_hydra.png").stat().st_size > 10_000
+    assert (out / "beta_sweep_table_admm_vgg16.png").stat().st_size > 10_000
