@@ -1,6 +1,6 @@
 """Benchmark: training images/s of PGD-10 adversarial training, DataLoader path vs device-resident path.
 
-Both paths feed the same model, loss and optimizer (``gdws.train.AdversarialTraining.training_step``, then
+Both paths feed the same model, loss and optimizer (``gdws.train.PGDTraining.training_step``, then
 backward and an SGD step) for the same number of steps; only ``data.resident`` differs. The paths take turns
 step by step, so a busy machine slows both alike, and each step is timed from fetching its batch to the end
 of the optimizer step (device synchronised). Reported: batch size / fastest step time after warm-up (the
@@ -25,7 +25,7 @@ from gdws.data import CIFAR10DataModule, SyntheticDataModule
 from gdws.data.base import ImageDataModule
 from gdws.data.cifar10 import FOLDER
 from gdws.models import create_model
-from gdws.train import AdversarialTraining
+from gdws.train import PGDTraining
 
 
 def make_data(resident: bool, args: argparse.Namespace, device: torch.device) -> ImageDataModule:
@@ -83,7 +83,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     model = create_model(args.model, num_classes=10, width=args.width, normalize="cifar10")
-    module = AdversarialTraining(model, method="pgd", steps=10, amp=args.amp, channels_last=args.channels_last)
+    module = PGDTraining(model, steps=10, amp=args.amp, channels_last=args.channels_last)
     module.setup("fit")
     module.to(device).train()
     opt = module.configure_optimizers()["optimizer"]

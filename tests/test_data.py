@@ -1,14 +1,18 @@
 """Data: the real rebuilt CIFAR-10, splits and subsets, augmentation, both loader paths, SVHN, errors, configs."""
 from __future__ import annotations
 
+import http.server
+import io
 import pickle
+import tarfile
+import threading
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from gdws.data import CIFAR10DataModule, SVHNDataModule, SyntheticDataModule, random_crop_flip, read_cifar10
 from gdws.data.loaders import ResidentLoader, ShardedShuffle
@@ -87,7 +91,7 @@ def test_cifar10_corrupt_files_give_one_clear_error(tmp_path):
     with pytest.raises(RuntimeError) as err:
         CIFAR10DataModule(root=str(tmp_path)).setup("fit")
     assert "corrupt" in str(err.value) and "build.py" in str(err.value)
-    assert err.value.__cause__ is None and err.value.__suppress_context__  # no pickle traceback attached
+    assert isinstance(err.value.__cause__, pickle.UnpicklingError)  # the cause is kept for debugging
     # A readable pickle of the wrong content is refused the same way.
     for n in folder.iterdir():
         n.write_bytes(pickle.dumps({"data": np.zeros((3, 5), np.uint8), "labels": [0, 1, 2]}))
@@ -211,9 +215,9 @@ def test_svhn_reader(tmp_path):
 @pytest.mark.parametrize("name,cls", [("cifar10", CIFAR10DataModule), ("svhn", SVHNDataModule),
                                       ("synthetic", SyntheticDataModule)])
 def test_data_configs_instantiate(name, cls, tmp_path):
-    cfg = OmegaConf.create({"seed": 7, "paths": {"data_dir": str(tmp_path)},
-                            "data": OmegaConf.load(REPO / "conf" / "data" / f"{name}.yaml")})
-    dm = instantiate(cfg.data)
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=[f"data={name}", "seed=7", f"paths.data_dir={tmp_path}"])
+    dm = instantiate(cfg.data)  # the run's data folder and seed reach the DataModule
     assert type(dm) is cls and dm.root == str(tmp_path) and dm.seed == 7 and dm.num_classes == 10
     assert dm.resident and not dm.download and dm.exact_only is False
     if cls is SyntheticDataModule:
@@ -221,17 +225,65 @@ def test_data_configs_instantiate(name, cls, tmp_path):
         assert x.shape == (cfg.data.batch_size, 3, 32, 32)
 
 
-def test_cifar10_download_uses_official_archive(tmp_path, monkeypatch):
-    import torchvision.datasets.utils as tv_utils
+def _cifar_archive(path: Path, n: int = 4) -> dict[str, np.ndarray]:
+    """A CIFAR-10-format archive (``cifar-10-batches-py``, ``n`` random images per batch file) at ``path``."""
+    rng = np.random.default_rng(0)
+    batches = {name: rng.integers(0, 256, (n, 3072), dtype=np.uint8) for name in
+               [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]}
+    with tarfile.open(path, "w:gz") as tar:
+        for name, data in batches.items():
+            blob = pickle.dumps({b"data": data, b"labels": [i % 10 for i in range(n)]})
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(blob)
+            tar.addfile(info, io.BytesIO(blob))
+    return batches
 
-    calls = []
-    monkeypatch.setattr(tv_utils, "download_and_extract_archive", lambda url, **kw: calls.append((url, kw)))
-    CIFAR10DataModule(root=str(tmp_path), download=True).prepare_data()
-    assert calls == [("https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
-                      {"download_root": str(tmp_path), "md5": "c58f30108f718f92721af3b95e74349a"})]
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    for n in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        (folder / n).write_bytes(b"")
-    CIFAR10DataModule(root=str(tmp_path), download=True).prepare_data()
-    assert len(calls) == 1  # present files are not fetched again
+
+@pytest.fixture
+def archive_server(tmp_path):
+    """An HTTP server on localhost serving ``tmp_path/served``; yields (base URL, list of requested paths)."""
+    served = tmp_path / "served"
+    served.mkdir()
+    requests: list[str] = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, directory=str(served), **kwargs)
+
+        def do_GET(self):  # noqa: N802 (http.server's name)
+            requests.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):  # keep the test output clean
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", served, requests
+    server.shutdown()
+    thread.join()
+
+
+def test_cifar10_download_verifies_extracts_and_is_not_repeated(tmp_path, archive_server, monkeypatch):
+    import gdws.data.cifar10 as cifar10_module
+    from torchvision.datasets.utils import calculate_md5
+
+    base, served, requests = archive_server
+    batches = _cifar_archive(served / "cifar-10-python.tar.gz")
+    monkeypatch.setattr(cifar10_module, "URL", f"{base}/cifar-10-python.tar.gz")
+    # This archive is not the official one: its checksum does not match and nothing is extracted.
+    with pytest.raises(RuntimeError):
+        CIFAR10DataModule(root=str(tmp_path / "refused"), download=True).prepare_data()
+    assert not (tmp_path / "refused" / "cifar-10-batches-py").exists()
+    # With the checksum of the served archive, the download gives a folder the DataModule reads.
+    monkeypatch.setattr(cifar10_module, "MD5", calculate_md5(str(served / "cifar-10-python.tar.gz")))
+    root = tmp_path / "data"
+    dm = CIFAR10DataModule(root=str(root), download=True, val_size=2)
+    dm.prepare_data()
+    dm.setup("fit")
+    assert torch.equal(dm.splits["test"].images.reshape(4, -1), torch.from_numpy(batches["test_batch"]))
+    assert len(dm.splits["train"].labels) == 5 * 4 - 2
+    fetched = len(requests)
+    CIFAR10DataModule(root=str(root), download=True).prepare_data()
+    assert len(requests) == fetched  # present files are not fetched again

@@ -1,15 +1,25 @@
-"""gdws.eval: accuracies against a brute-force optimum, attack budgets, model-mode handling."""
+"""gdws.eval: accuracies against a closed-form optimum, attacks built from conf/attack, model-mode handling."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from gdws.eval import attack_spec, build_attack, evaluate
+from gdws.eval import PGD, NoAttack, attack_spec, build_attack, evaluate
 
+CONF = Path(__file__).resolve().parents[1] / "conf"
 EPS = 2 / 255
-PGD = {"name": "pgd", "eps": EPS, "step_size": EPS / 4, "steps": 20, "random_start": True}
+FINE_PGD = PGD(eps=EPS, step_size=EPS / 4, steps=20)
+
+
+def _attack_cfg(option: str, *overrides: str):
+    """The ``attack`` node run.py gets for ``attack=<option>`` (interpolations resolved against the whole config)."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("config", overrides=[f"attack={option}", *overrides]).attack
 
 
 def _linear_problem(n: int = 200, seed: int = 0, classes: int = 2):
@@ -47,19 +57,22 @@ def _loader(x: torch.Tensor, y: torch.Tensor, batch_size: int = 64) -> DataLoade
 def test_pgd_accuracy_matches_closed_form_optimum(one_thread):
     model, x, y, clean_ok, robust_ok = _linear_problem()
     torch.manual_seed(0)
-    out = evaluate(model, _loader(x, y), PGD, progress=False)
+    out = evaluate(model, _loader(x, y), FINE_PGD, progress=False)
     assert out["n_eval"] == len(y)
     assert out["A_nat"] == pytest.approx(100 * clean_ok.float().mean().item())
     assert out["A_rob"] == pytest.approx(100 * robust_ok.float().mean().item())
     assert 0 < out["A_rob"] < out["A_nat"] < 100  # the problem is built so that the attack matters
 
 
-def test_autoattack_reaches_the_optimum_on_a_linear_model(one_thread):
+def test_attack_autoattack_config_reaches_the_optimum_on_a_linear_model(one_thread):
+    # attack=autoattack as run.py composes it (n_classes from data, seed from the run), evaluated as the pipeline does.
+    cfg = _attack_cfg("autoattack", f"attack.eps={EPS}")
+    assert cfg.n_classes == 10 and cfg.seed == 0
     model, x, y, clean_ok, robust_ok = _linear_problem(n=48, seed=1, classes=10)
-    cfg = {"name": "autoattack", "eps": EPS, "norm": "Linf", "version": "standard", "n_classes": 10, "seed": 0}
-    out = evaluate(model, _loader(x, y), cfg, progress=False)
+    out = evaluate(model, _loader(x, y, batch_size=16), cfg, progress=False)
+    assert out["n_eval"] == 48 and out["A_nat"] == pytest.approx(100 * clean_ok.float().mean().item())
     assert out["A_rob"] == pytest.approx(100 * robust_ok.float().mean().item())
-    assert out["A_rob"] <= out["A_nat"]
+    assert out["A_rob"] < out["A_nat"]
 
 
 def test_adversarial_images_stay_within_eps_and_the_unit_box():
@@ -69,8 +82,7 @@ def test_adversarial_images_stay_within_eps_and_the_unit_box():
     x[:4] = 0.0  # pixels on the box edges: the attack must clip, not leave [0, 1]
     x[4:8] = 1.0
     y = torch.randint(0, 10, (16,))
-    attack = build_attack(model, {**PGD, "eps": 8 / 255, "step_size": 2 / 255, "steps": 5})
-    x_adv = attack(x, y)
+    x_adv = PGD(eps=8 / 255, step_size=2 / 255, steps=5).on(model)(x, y)
     assert (x_adv - x).abs().max() <= 8 / 255 + 1e-6
     assert x_adv.min() >= 0 and x_adv.max() <= 1
     assert (x_adv - x).abs().max() > 4 / 255  # it did move
@@ -91,26 +103,35 @@ def test_train_mode_model_is_warned_evaluated_in_eval_mode_and_restored():
     running_mean = model[1].running_mean.clone()
     model.train()
     with pytest.warns(UserWarning, match="train mode"):
-        out = evaluate(model, _loader(x, y), {"name": "none"}, progress=False)
+        out = evaluate(model, _loader(x, y), NoAttack(), progress=False)
     assert out["A_nat"] == pytest.approx(expected)
     assert out["A_rob"] is None
     assert model.training
     assert torch.equal(model[1].running_mean, running_mean)  # eval mode: statistics untouched
 
 
-def test_max_samples_and_bad_attack_names():
+def test_attack_configs_build_the_attack_they_describe():
+    # The paper's attack as conf/attack/pgd.yaml gives it, and a CLI override of it.
+    assert attack_spec(_attack_cfg("pgd")) == "pgd100-step1/255-eps8/255-rs"
+    assert build_attack(_attack_cfg("pgd", "attack.steps=20")) == PGD(eps=8 / 255, step_size=1 / 255, steps=20)
+    assert attack_spec(_attack_cfg("autoattack")) == "autoattack-standard-Linf-eps8/255"
+    assert attack_spec(_attack_cfg("none")) == "none"
+    attack = build_attack(_attack_cfg("pgd", "attack.random_start=false", "attack.step_size=0.0078431372549"))
+    assert attack.spec() == "pgd100-step2/255-eps8/255-nors"
+
+
+def test_none_attack_reports_clean_accuracy_only():
     model, x, y, clean_ok, _ = _linear_problem()
-    out = evaluate(model, _loader(x, y, batch_size=30), {"name": "none"}, max_samples=70, progress=False)
-    assert out["n_eval"] == 70
-    assert out["A_nat"] == pytest.approx(100 * clean_ok[:70].float().mean().item())
-    with pytest.raises(ValueError, match="attack.name"):
-        evaluate(model, _loader(x, y), {"name": "fgsm"}, progress=False)
-    with pytest.raises(ValueError, match="8/255"):
-        build_attack(model, {**PGD, "eps": 8})
+    out = evaluate(model, _loader(x, y, batch_size=30), _attack_cfg("none"), progress=False)
+    assert out == {"A_nat": pytest.approx(100 * clean_ok.float().mean().item()), "A_rob": None, "n_eval": len(y)}
 
 
-def test_attack_spec_names_the_paper_attack():
-    paper = {"name": "pgd", "eps": 8 / 255, "step_size": 1 / 255, "steps": 100, "random_start": True}
-    assert attack_spec(paper) == "pgd100-step1/255-eps8/255-rs"
-    assert attack_spec({"name": "autoattack", "eps": 8 / 255}) == "autoattack-standard-Linf-eps8/255"
-    assert attack_spec({"name": "none"}) == "none"
+def test_bad_attack_values_are_refused_before_the_model_is_touched():
+    model = _linear_problem()[0].train()
+    with pytest.raises(ValueError, match="8/255"):  # eps given in 1/255 units instead of [0, 1]
+        evaluate(model, _loader(torch.rand(4, 3, 4, 4), torch.zeros(4, dtype=torch.long)), _attack_cfg("pgd", "attack.eps=8"))
+    assert model.training
+    with pytest.raises(ValueError, match="positive"):
+        build_attack(_attack_cfg("pgd", "attack.steps=0"))
+    with pytest.raises(ValueError, match="_target_"):  # an old-style config that names the attack by a string
+        build_attack({"name": "pgd", "eps": 8 / 255})

@@ -1,14 +1,30 @@
-"""gdws.metrics: parameter sizes, MACs against closed forms (dense and GDWS layers), FPS bookkeeping."""
+"""gdws.metrics: parameter sizes, MACs against closed forms (dense and GDWS layers), FPS against known times."""
 from __future__ import annotations
 
-from pathlib import Path
+import shutil
+import subprocess
+import time
 
 import pytest
 import torch
 from torch import nn
 
 from gdws.core import GDWSConv2d
-from gdws.metrics import count_macs, count_params, device_name, measure_fps, size_mb
+from gdws.metrics import count_macs, count_params, device_name, measure_fps, measure_speed, size_mb
+
+CALL_S = 0.02  # seconds per forward of SlowNet, whatever the batch size
+
+
+class SlowNet(nn.Module):
+    """A classifier whose forward takes CALL_S seconds (sleeping) for any batch: its true FPS is known."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3 * 8 * 8, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(CALL_S)
+        return self.fc(x.flatten(1))
 
 
 @pytest.mark.parametrize("stride,padding,size", [(1, 1, 16), (2, 1, 15), (1, 0, 9)])
@@ -63,21 +79,57 @@ def test_paper_vgg16_size_is_56_mb():
     assert size_mb(create_model("vgg16")) == pytest.approx(56.18, abs=0.01)  # reproduction spec §1
 
 
-def test_measure_fps_reports_consistent_numbers():
-    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 30 * 30, 10)).train()
-    out = measure_fps(net, (3, 32, 32), batch_size=4, device="cpu", warmup=1, min_run_time=0.05)
-    assert out["fps"] == pytest.approx(4 / out["median_s"])
-    assert 0 < out["median_s"] < 1
-    assert out["batch_size"] == 4 and out["threads"] == torch.get_num_threads()
-    assert out["device"] == "cpu" and out["device_name"] == device_name("cpu") != ""
-    assert net.training
+def test_measure_fps_is_images_per_second_of_the_forward():
+    net = SlowNet().train()
+    out = measure_fps(net, (3, 8, 8), batch_size=4, device="cpu", warmup=1, min_run_time=0.2)
+    # sleep() only ever overshoots, so the measured rate is at most the true 4 / CALL_S (= 200 images/s).
+    assert 0.5 * 4 / CALL_S < out["fps"] <= 1.02 * 4 / CALL_S
+    assert out["batch_size"] == 4 and out["device"] == "cpu"
+    assert net.training  # mode restored
     with pytest.raises(ValueError, match="batch_size"):
         measure_fps(net, batch_size=0)
 
 
-def test_cpu_name_comes_from_cpuinfo():
-    cpuinfo = Path("/proc/cpuinfo")
-    if not cpuinfo.exists():
-        pytest.skip("no /proc/cpuinfo on this OS (the platform fallback is used)")
-    names = [l.split(":", 1)[1].strip() for l in cpuinfo.read_text().splitlines() if l.startswith("model name")]
-    assert device_name(torch.device("cpu")) == names[0]
+def test_measure_speed_times_each_batch_size():
+    # One SlowNet call takes CALL_S at any batch size, so throughput / fps = the ratio of the batch sizes.
+    out = measure_speed(SlowNet(), (3, 8, 8), "cpu", fps_batch_size=1, throughput_batch_size=8, warmup=1,
+                        min_run_time=0.2)
+    assert set(out) == {"fps", "throughput", "threads", "device", "fast_inference"}
+    assert 0.5 / CALL_S < out["fps"] <= 1.02 / CALL_S
+    assert 4 < out["throughput"] / out["fps"] < 16
+    assert out["device"] == f"cpu ({device_name('cpu')})" and out["fast_inference"] is False
+
+
+def test_measure_speed_fast_inference_times_the_network_optimised_for_each_batch_size(monkeypatch):
+    import gdws.fast
+
+    shapes = []
+
+    def optimize(model, example_input, device=None):  # stands in for the (slow) per-layer form selection
+        shapes.append(tuple(example_input.shape))
+        return SlowNet()
+
+    monkeypatch.setattr(gdws.fast, "optimize_for_inference", optimize)
+    quick = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10))  # far faster than SlowNet by itself
+    out = measure_speed(quick, (3, 8, 8), "cpu", throughput_batch_size=4, fast_inference=True, warmup=1,
+                        min_run_time=0.2)
+    assert shapes == [(1, 3, 8, 8), (4, 3, 8, 8)]
+    assert out["fast_inference"] is True and out["fps"] <= 1.02 / CALL_S  # the optimised network was timed
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_measure_speed_on_cuda_names_the_gpu():
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 16 * 16, 10))
+    out = measure_speed(net, (3, 16, 16), "cuda", throughput_batch_size=8, fast_inference=True, warmup=1,
+                        min_run_time=0.05)
+    assert out["device"].startswith("cuda") and torch.cuda.get_device_name() in out["device"]
+    assert out["throughput"] > out["fps"] > 0
+
+
+@pytest.mark.skipif(shutil.which("lscpu") is None, reason="no lscpu to cross-check the CPU name")
+def test_cpu_name_is_the_one_the_os_reports():
+    lines = subprocess.run(["lscpu"], capture_output=True, text=True, env={"LC_ALL": "C"}).stdout.splitlines()
+    names = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Model name")]
+    if not names:
+        pytest.skip("lscpu reports no model name on this machine")
+    assert device_name("cpu") == names[0]

@@ -9,14 +9,16 @@ import pytorch_lightning as pl
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from gdws.data import SyntheticDataModule
-from gdws.train import AdversarialTraining, AttackView, best_checkpoint_callback, make_attack, resume_checkpoint
+from gdws.train import (AdversarialTraining, AttackView, FastTraining, PGDTraining, StandardTraining, TRADESTraining,
+                        best_checkpoint_callback, last_checkpoint_callback, resume_checkpoint)
 
 REPO = Path(__file__).resolve().parents[1]
 EPS = 8 / 255
+RECIPES = {"pgd": PGDTraining, "trades": TRADESTraining, "fgsm_rs": FastTraining, "standard": StandardTraining}
 
 
 def tiny_model() -> nn.Module:
@@ -38,12 +40,14 @@ def trainer(**kw) -> pl.Trainer:
                          "max_epochs": 1, **kw})
 
 
-@pytest.mark.parametrize("method,steps,alpha", [("pgd", 5, 2 / 255), ("trades", 5, 2 / 255), ("fgsm_rs", 1, 10 / 255)])
-def test_training_attacks_stay_in_ball_and_raise_loss(method, steps, alpha):
+@pytest.mark.parametrize("method,kwargs", [("pgd", dict(steps=5, step_size=2 / 255)),
+                                           ("trades", dict(steps=5, step_size=2 / 255)),
+                                           ("fgsm_rs", dict(step_size=10 / 255))])
+def test_training_attacks_stay_in_ball_and_raise_loss(method, kwargs):
     model = tiny_model()
     x, y = tiny_data().train_images(32, augment=False)
     model.train()
-    adv = make_attack(method, model, EPS, alpha, steps)(x, y)
+    adv = RECIPES[method](model, eps=EPS, **kwargs).training_attack(AttackView(model))(x, y)
     assert model.training  # mode restored after the eval-mode attack
     assert (adv - x).abs().max() <= EPS + 1e-6 and adv.min() >= 0 and adv.max() <= 1
     assert (adv - x).abs().max() > EPS / 2
@@ -75,8 +79,8 @@ def test_fp16_attack_view_keeps_gradient_sign():
 def test_each_method_trains(method, amp):
     model = tiny_model()
     before = [p.detach().clone() for p in model.parameters()]
-    module = AdversarialTraining(model, method=method, epochs=1, steps=2, step_size=4 / 255, val_attack_steps=3,
-                                 amp=amp, channels_last=amp, lr=0.05)
+    attack = {"standard": {}, "fgsm_rs": dict(step_size=4 / 255)}.get(method, dict(steps=2, step_size=4 / 255))
+    module = RECIPES[method](model, epochs=1, val_attack_steps=3, amp=amp, channels_last=amp, lr=0.05, **attack)
     tr = trainer(limit_train_batches=3)
     tr.fit(module, datamodule=tiny_data())
     m = tr.callback_metrics
@@ -87,8 +91,25 @@ def test_each_method_trains(method, amp):
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
+def test_trades_beta_weights_the_kl_term(monkeypatch):
+    # loss = CE(f(x), y) + beta * KL(f(x) || f(x')), for beta 0, 6, 12 on one fixed x' (the attack itself is
+    # tested above; TRADES' start sits where the KL gradient is ~0, so its sign steps differ run to run).
+    model = tiny_model().eval()  # eval mode: the loss's forward passes leave no BN statistics behind
+    x, y = tiny_data().train_images(32, augment=False)
+    x_other = (x + EPS * torch.randn_like(x).sign()).clamp(0, 1)
+    monkeypatch.setattr(TRADESTraining, "training_attack", lambda self, view: lambda images, labels: x_other)
+    losses = {}
+    for beta in (0.0, 6.0, 12.0):
+        module = instantiate(_compose("train=trades", f"train.trades_beta={beta}").train, model=model)
+        losses[beta] = float(module.training_loss(x, y)[0].detach())
+    with torch.no_grad():
+        assert losses[0.0] == pytest.approx(float(F.cross_entropy(model(x), y)))
+    kl_term = losses[6.0] - losses[0.0]
+    assert kl_term > 0 and losses[12.0] - losses[0.0] == pytest.approx(2 * kl_term, rel=1e-4)
+
+
 def test_lr_schedule_at_fractions_of_epochs():
-    module = AdversarialTraining(tiny_model(), epochs=8, milestones=[0.5, 0.75], lr=0.1, lr_gamma=0.1)
+    module = StandardTraining(tiny_model(), epochs=8, milestones=[0.5, 0.75], lr=0.1, lr_gamma=0.1)
     conf = module.configure_optimizers()
     opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
     assert opt.defaults["momentum"] == 0.9 and opt.defaults["weight_decay"] == 5e-4
@@ -101,10 +122,14 @@ def test_lr_schedule_at_fractions_of_epochs():
 
 
 def test_bad_arguments_raise_clear_errors():
-    with pytest.raises(ValueError, match="pgd, trades, fgsm_rs, standard"):
-        AdversarialTraining(tiny_model(), method="madry")
+    with pytest.raises(TypeError, match="train=standard"):  # the shared base is not a recipe
+        AdversarialTraining(tiny_model())
+    with pytest.raises(ValueError, match="train=trades"):  # a label that disagrees with the class that trains
+        PGDTraining(tiny_model(), method="trades")
     with pytest.raises(ValueError, match="fractions"):
-        AdversarialTraining(tiny_model(), milestones=[100, 150])
+        PGDTraining(tiny_model(), milestones=[100, 150])
+    with pytest.raises(ValueError, match="positive"):
+        TRADESTraining(tiny_model(), steps=0)
 
 
 class EpochOrder(pl.Callback):
@@ -121,17 +146,18 @@ def test_checkpoint_and_resume(tmp_path):
     ckpt_dir = tmp_path / "ckpt"
     data = tiny_data()
     assert resume_checkpoint(str(ckpt_dir)) is None
-    module = AdversarialTraining(tiny_model(), method="pgd", epochs=2, steps=1, val_attack_steps=1)
+    module = PGDTraining(tiny_model(), epochs=2, steps=1, val_attack_steps=1)
     tr = trainer(max_epochs=1, limit_train_batches=2, enable_checkpointing=True,
-                 callbacks=[best_checkpoint_callback(str(ckpt_dir))])
+                 callbacks=[best_checkpoint_callback(str(ckpt_dir)), last_checkpoint_callback(str(ckpt_dir))])
     tr.fit(module, datamodule=data)  # "interrupted" after the first epoch
     assert (ckpt_dir / "best.ckpt").is_file() and (ckpt_dir / "last.ckpt").is_file()
     saved = torch.load(ckpt_dir / "last.ckpt", map_location="cpu", weights_only=False)
     assert saved["global_step"] == 2 and all(k.startswith("model.") for k in saved["state_dict"])
-    resumed = AdversarialTraining(tiny_model(), method="pgd", epochs=2, steps=1, val_attack_steps=1)
+    resumed = PGDTraining(tiny_model(), epochs=2, steps=1, val_attack_steps=1)
     cb = best_checkpoint_callback(str(ckpt_dir))
     epochs = EpochOrder()
-    tr2 = trainer(max_epochs=2, limit_train_batches=2, enable_checkpointing=True, callbacks=[cb, epochs])
+    tr2 = trainer(max_epochs=2, limit_train_batches=2, enable_checkpointing=True,
+                  callbacks=[cb, last_checkpoint_callback(str(ckpt_dir)), epochs])
     tr2.fit(resumed, datamodule=data, ckpt_path=resume_checkpoint(str(ckpt_dir)))
     assert tr2.global_step == 4 and tr2.current_epoch == 2  # continued, not restarted
     assert epochs.seen == [1]  # only the second epoch ran, with the second epoch's data order
@@ -140,35 +166,30 @@ def test_checkpoint_and_resume(tmp_path):
     assert sorted(p.name for p in ckpt_dir.iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
-def _root_cfg(**groups) -> OmegaConf:
-    base = {"seed": 0, "paths": {"data_dir": "./data"}, "train": OmegaConf.load(REPO / "conf/train/pgd.yaml")}
-    base.update({k: OmegaConf.load(REPO / f"conf/{k}/{v}.yaml") for k, v in groups.items()})
-    return OmegaConf.create(base)
+def _compose(*overrides: str):
+    """The config run.py would compose for ``overrides``."""
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose("config", overrides=list(overrides))
 
 
-@pytest.mark.parametrize("recipe", ["pgd", "trades", "fgsm_rs", "standard"])
-def test_train_configs_instantiate(recipe):
-    cfg = _root_cfg(train=recipe)
-    module = instantiate(cfg.train, model=tiny_model())
-    hp = module.hparams
-    assert isinstance(module, AdversarialTraining) and hp.method == recipe
-    assert (hp.epochs, hp.lr, hp.momentum, hp.weight_decay, hp.milestones) == (200, 0.1, 0.9, 5e-4, [0.5, 0.75])
-    assert hp.eps == pytest.approx(8 / 255)
-    expected = {"pgd": (2 / 255, 10), "trades": (2 / 255, 10), "fgsm_rs": (10 / 255, 1), "standard": (2 / 255, 10)}
-    assert (hp.step_size, hp.steps) == pytest.approx(expected[recipe])
-    assert hp.trades_beta == 6.0
+def _compose_train(recipe: str, *overrides: str) -> AdversarialTraining:
+    """The training module run.py builds for ``train=<recipe>`` (plus ``overrides``) on the tiny model."""
+    return instantiate(_compose(f"train={recipe}", *overrides).train, model=tiny_model())
 
 
-@pytest.mark.parametrize("name", ["default", "cpu", "gpu", "ddp"])
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_train_option_builds_its_recipe_and_takes_overrides(recipe):
+    module = _compose_train(recipe, "train.epochs=3", "train.lr=0.05")
+    assert type(module) is RECIPES[recipe] and module.hparams.method == recipe
+    conf = module.configure_optimizers()  # the overrides reach the optimiser and its schedule
+    assert conf["optimizer"].defaults["lr"] == 0.05 and conf["lr_scheduler"]["scheduler"].milestones
+    other = "standard" if recipe != "standard" else "pgd"
+    with pytest.raises(Exception, match=f"train={other}"):  # a label override cannot mislabel the recipe
+        _compose_train(recipe, f"train.method={other}")
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in (REPO / "conf" / "trainer").glob("*.yaml")))
 def test_trainer_configs(name):
-    cfg = _root_cfg(trainer=name)
-    keys = set(cfg.trainer)
-    assert {"limit_train_batches", "limit_val_batches", "precision", "enable_progress_bar", "max_epochs"} <= keys
-    assert cfg.trainer.max_epochs == 200 and cfg.trainer.enable_progress_bar is True
-    if name == "ddp":
-        assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == 2
-    if name == "gpu" and not torch.cuda.is_available():
-        assert cfg.trainer.accelerator == "gpu"  # cannot be built without a GPU; the keys are checked above
-        return
-    tr = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, max_epochs=3)
-    assert isinstance(tr, pl.Trainer) and tr.max_epochs == 3
+    cfg = _compose(f"trainer={name}", "train.epochs=3")
+    tr = instantiate(cfg.trainer, accelerator="cpu", logger=False, enable_checkpointing=False)
+    assert isinstance(tr, pl.Trainer) and tr.max_epochs == 3  # follows train.epochs

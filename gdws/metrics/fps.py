@@ -9,6 +9,8 @@ import torch
 from torch import nn
 from torch.utils import benchmark
 
+from gdws.core.discovery import model_device_dtype
+
 
 def device_name(device: torch.device | str) -> str:
     """Human-readable name of ``device``: the CUDA device name, or the CPU model from /proc/cpuinfo."""
@@ -42,10 +44,7 @@ def measure_fps(
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if device is None:
-        param = next(model.parameters(), None)
-        device = param.device if param is not None else torch.device("cpu")
-    device = torch.device(device)
+    device = torch.device(device) if device is not None else model_device_dtype(model)[0]
     was_training = model.training
     model.eval()
     try:

@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from gdws.core.discovery import model_device_dtype
+
 # Only the operators of nn.Conv2d and nn.Linear count (paper: conv + FC MACs); BN, ReLU, pooling,
 # index_select and additions are ignored. Backward ops never run here (no_grad).
 _COUNTED_OPS = ("convolution", "_convolution", "conv2d", "mm", "addmm", "bmm", "linear")
@@ -27,9 +29,7 @@ def count_macs(model: nn.Module, input_size: Sequence[int] = (3, 32, 32)) -> int
     """
     if len(input_size) != 3:
         raise ValueError(f"input_size must be (C, H, W), e.g. (3, 32, 32); got {tuple(input_size)}")
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else torch.device("cpu")
-    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    device, dtype = model_device_dtype(model)
     x = torch.zeros(1, *input_size, device=device, dtype=dtype)
     was_training = model.training
     model.eval()

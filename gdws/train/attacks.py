@@ -1,16 +1,12 @@
-"""Training-time attacks: torchattacks' PGD / TPGD / FFGSM, seen through an AMP-aware view of the model.
+"""The model as a training-time attack sees it: an AMP-aware view, and the autocast dtype per device.
 
-The three torchattacks classes match the recipes exactly (reproduction.md section 2):
-- ``pgd``: PGD, uniform random start in [-eps, eps], sign steps of ``step_size`` on the CE loss.
-- ``trades``: TPGD, start x + 0.001 * N(0, 1), sign steps on KL(f(x) || f(x')).
-- ``fgsm_rs``: FFGSM (Wong et al. 2020), uniform start in [-eps, eps], one step of ``step_size``.
+Each recipe (``gdws.train.module``) builds its torchattacks attack (PGD, TPGD, FFGSM) on this view;
 torchattacks puts the model in eval mode while it attacks and restores the mode afterwards.
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
-import torchattacks
 
 # fp16 backward through a network can underflow to zero input gradients; scaling the logits' gradient
 # by a power of two is exact and leaves the sign (all that the sign-step attacks use) unchanged.
@@ -58,18 +54,3 @@ class AttackView(nn.Module):
         logits = logits.float()
         return _ScaleGrad.apply(logits, FP16_GRAD_SCALE) if self.dtype == torch.float16 else logits
 
-
-def make_attack(method: str, model: nn.Module, eps: float, step_size: float, steps: int,
-                dtype: torch.dtype | None = None) -> torchattacks.Attack:
-    """The training attack of ``method`` (pgd | trades | fgsm_rs) on ``model``.
-
-    Built per call because torchattacks fixes its device when constructed.
-    """
-    view = AttackView(model, dtype)
-    if method == "pgd":
-        return torchattacks.PGD(view, eps=eps, alpha=step_size, steps=steps, random_start=True)
-    if method == "trades":
-        return torchattacks.TPGD(view, eps=eps, alpha=step_size, steps=steps)
-    if method == "fgsm_rs":
-        return torchattacks.FFGSM(view, eps=eps, alpha=step_size)
-    raise ValueError(f"no training attack for method {method!r}; use pgd, trades or fgsm_rs")
