@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
@@ -102,15 +103,34 @@ def test_third_party_checkpoint_without_normalisation_loads(tmp_path):
     assert all(torch.equal(v, normed.state_dict()[k]) for k, v in plain.state_dict().items())
 
 
+class _RunsCode:
+    """Unpickling an instance calls os.system-like code: here it only leaves a marker file."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
 def test_pickled_extras_need_trust(tmp_path):
     src = make("resnet20", 0)
     path = tmp_path / "old.pth"
     torch.save({"args": argparse.Namespace(arch="resnet20"), "state_dict": src.state_dict()}, path)
     with pytest.raises(RuntimeError, match="trusted=True"):
-        load_checkpoint(make("resnet20", 1), path, trusted=False)
+        load_checkpoint(make("resnet20", 1), path)  # the default is the restricted unpickler
     with pytest.warns(UserWarning, match="full unpickling"):
-        dst = load_checkpoint(make("resnet20", 1), path)
+        dst = load_checkpoint(make("resnet20", 1), path, trusted=True)
     assert_same(src, dst)
+
+
+def test_a_file_that_would_run_code_is_refused_by_default(tmp_path):
+    marker = tmp_path / "code_ran"
+    path = tmp_path / "evil.pth"
+    torch.save({"payload": _RunsCode(str(marker)), "state_dict": make("resnet20", 0).state_dict()}, path)
+    with pytest.raises(RuntimeError, match="execute code"):
+        load_checkpoint(make("resnet20", 1), path)
+    assert not marker.exists()
 
 
 # Random bytes can look like a pickle header; torch then warns about the protocol before failing.
@@ -122,7 +142,8 @@ def test_corrupt_file_gives_clear_error(tmp_path, content):
     with pytest.raises(RuntimeError, match="not a (readable )?PyTorch checkpoint") as info:
         load_checkpoint(make("resnet20", 0), path)
     assert str(path) in str(info.value)
-    assert info.value.__cause__ is None and info.value.__suppress_context__  # no pickle traceback chained
+    # One clear message, and the loader's own error kept as the cause for debugging.
+    assert isinstance(info.value.__cause__, Exception) and str(info.value).count("\n") == 0
 
 
 def test_truncated_checkpoint_gives_clear_error(tmp_path):

@@ -16,14 +16,14 @@ REPO = Path(__file__).resolve().parents[1]
 SCRIPT = textwrap.dedent('''
     import json, sys
     import pytorch_lightning as pl, torch, torch.nn as nn
+    from hydra import compose, initialize_config_dir
     from hydra.utils import instantiate
-    from omegaconf import OmegaConf
     from gdws.data import SyntheticDataModule
-    from gdws.train import AdversarialTraining
+    from gdws.train import PGDTraining, accelerator_options
 
     out, repo = sys.argv[1], sys.argv[2]
-    cfg = OmegaConf.create({"train": {"epochs": 1}, "trainer": OmegaConf.load(repo + "/conf/trainer/ddp.yaml")})
-    cfg.trainer.accelerator = "cpu"
+    with initialize_config_dir(config_dir=repo + "/conf", version_base="1.3"):
+        cfg = compose("config", overrides=["trainer=ddp", "train.epochs=1", "device=cpu"])
 
     class Record(pl.Callback):
         def on_train_epoch_start(self, trainer, module):
@@ -33,11 +33,12 @@ SCRIPT = textwrap.dedent('''
     model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
     init = torch.cat([p.detach().flatten() for p in model.parameters()]).tolist()
-    module = AdversarialTraining(model, method="pgd", epochs=1, steps=2, val_attack_steps=2)
+    module = PGDTraining(model, epochs=1, steps=2, val_attack_steps=2)
     dm = SyntheticDataModule(num_train=160, num_test=32, val_size=32, batch_size=16, eval_batch_size=16)
     rec = Record()
     trainer = instantiate(cfg.trainer, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                          enable_model_summary=False, callbacks=[rec])
+                          enable_model_summary=False, callbacks=[rec],
+                          **accelerator_options(torch.device("cpu"), int(cfg.trainer.devices)))
     trainer.fit(module, datamodule=dm)
     flat = torch.cat([p.detach().flatten() for p in model.parameters()])
     json.dump({"rank": trainer.global_rank, "world": trainer.world_size, "step": trainer.global_step,

@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -29,22 +30,24 @@ def _run(tmp: Path, *overrides: str, multirun: bool = False, timeout: int = 240)
 
 
 def _rows(tmp: Path) -> list[dict]:
-    with (tmp / "results" / "runs.csv").open(newline="") as f:
+    """The rows of the default runs CSV (an ignored file under outputs/, never results/)."""
+    with (tmp / "outputs" / "runs.csv").open(newline="") as f:
         return list(csv.DictReader(f))
 
 
-def _check_row(row: dict, n_eval: int = 64) -> None:
+def _check_row(tmp: Path, row: dict, n_eval: int = 64) -> None:
     """Fields every smoke row must satisfy."""
     a_nat, a_rob = float(row["A_nat"]), float(row["A_rob"])
     assert 0 <= a_rob <= a_nat <= 100
-    assert int(row["n_eval"]) == n_eval
+    assert int(row["n_eval"]) == n_eval and row["scale"] == "smoke"
     assert row["model"] == "vgg16" and float(row["width"]) == 0.125 and row["recipe"] == "pgd"
     assert row["attack"] == "pgd10-step2/255-eps8/255-rs"
     assert float(row["size_MB"]) > 0 and float(row["fps"]) > 0 and float(row["throughput"]) > 0
     assert int(row["threads"]) >= 1 and row["device"].startswith(("cpu", "cuda"))
-    assert Path(row["checkpoint"]).is_file()
-    run_dir = Path(row["run_dir"])
-    assert (run_dir / ".hydra" / "config.yaml").is_file()  # the resolved config is saved with the run
+    # Paths in the row are relative to the project root: a committed CSV carries no machine's paths.
+    assert not Path(row["checkpoint"]).is_absolute() and (tmp / row["checkpoint"]).is_file()
+    run_dir = tmp / row["run_dir"]
+    assert not Path(row["run_dir"]).is_absolute() and (run_dir / ".hydra" / "config.yaml").is_file()
     saved = json.loads((run_dir / "row.json").read_text())
     assert {k: str(v) if v is not None else "" for k, v in saved.items()} == row
 
@@ -53,33 +56,32 @@ def test_smoke_on_real_cifar10_writes_one_checked_row(tmp_path, cifar10_root):
     out = _run(tmp_path, f"data.root={cifar10_root}")
     assert out.returncode == 0, out.stderr[-3000:]
     (row,) = _rows(tmp_path)
-    _check_row(row)
-    assert row["data"] == "cifar10" and row["method"] == "gdws" and row["gdws_budget"] == "macs_ratio=1.5"
+    _check_row(tmp_path, row)
+    assert not (tmp_path / "results").exists()  # a user's run never writes into the committed results
+    assert row["data"] == "cifar10" and row["method"] == "gdws" and row["gdws_constraint"] == "macs_ratio=1.5"
     assert int(row["macs"]) < int(row["macs_dense"])  # GDWS lowered the MACs
     assert int(row["macs_dense"]) == 5_087_872  # VGG-16 at width 1/8: convs + FC, counted by hand
     assert float(row["size_MB"]) < float(row["size_MB_dense"])
-    assert int(row["gdws_layers"]) > 0 and (Path(row["run_dir"]) / "gdws_report.csv").is_file()
-    assert list(Path(row["checkpoint"]).parent.glob("best.ckpt.alphas-pgd-n32-*.pt"))  # alphas cached
+    assert int(row["gdws_layers"]) > 0 and (tmp_path / row["run_dir"] / "gdws_report.csv").is_file()
+    assert list((tmp_path / "cache" / "alphas").glob("*-pgd-n32-*.pt"))  # alphas cached under the project
+    assert not list((tmp_path / row["checkpoint"]).parent.glob("*alphas*"))  # not beside the weights
+    spectra = (tmp_path / row["checkpoint"]).parent / "spectra.csv"
+    assert {line.split(",")[0] for line in spectra.read_text().splitlines()[1:]} == {"0", "2"}  # init, end
     # logger=csv (default): training curves and the final row in the run's Lightning CSV log
-    with (Path(row["run_dir"]) / "csv" / "metrics.csv").open(newline="") as f:
+    with (tmp_path / row["run_dir"] / "csv" / "metrics.csv").open(newline="") as f:
         logged = list(csv.DictReader(f))
     assert any(r.get("train/loss") for r in logged)
     final = [r for r in logged if r.get("final/A_rob")]
     assert len(final) == 1 and float(final[0]["final/A_rob"]) == float(row["A_rob"])
 
 
-@pytest.fixture(scope="module")
-def synthetic_ckpt(tmp_path_factory) -> Path:
-    """A checkpoint folder shared by the synthetic runs below: the first trains, later ones reuse it."""
-    return tmp_path_factory.mktemp("ckpt")
-
-
-def test_sweep_over_two_betas_writes_two_rows_and_trains_once(tmp_path, synthetic_ckpt):
-    out = _run(tmp_path, "data=synthetic", f"paths.ckpt_dir={synthetic_ckpt}", "gdws.macs_ratio=null",
-               "gdws.alphas=none", "gdws.beta=2.0,20.0", "metrics.fps=false",
+def test_typed_beta_sweep_replaces_the_experiments_budget_and_trains_once(tmp_path):
+    # experiment=smoke sets gdws.macs_ratio; the betas typed here replace it in every job of the sweep.
+    out = _run(tmp_path, "data=synthetic", "gdws.alphas=none", "gdws.beta=2.0,20.0", "metrics.fps=false",
                "logger=wandb", multirun=True)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = _rows(tmp_path)
+    assert [r["gdws_constraint"] for r in rows] == ["beta=2.0", "beta=20.0"]
     assert [float(r["gdws_beta"]) for r in rows] == [2.0, 20.0]
     assert len({r["run_dir"] for r in rows}) == 2 and rows[0]["checkpoint"] == rows[1]["checkpoint"]
     assert float(rows[1]["train_s"]) == 0  # the second job reused the first job's training
@@ -88,44 +90,119 @@ def test_sweep_over_two_betas_writes_two_rows_and_trains_once(tmp_path, syntheti
     # A larger error budget never keeps more intermediate channels (LEGO), so never more MACs.
     assert int(rows[1]["macs"]) <= int(rows[0]["macs"]) <= int(rows[0]["macs_dense"])
     for r in rows:  # one W&B run per job, each finished in its own folder
-        assert len(list(Path(r["run_dir"]).glob("wandb/offline-run-*"))) == 1
+        (offline,) = (tmp_path / r["run_dir"]).glob("wandb/offline-run-*")
+        assert list(offline.glob("*.wandb"))
 
 
-def test_wandb_logger_writes_an_offline_run(tmp_path, synthetic_ckpt):
-    out = _run(tmp_path, "data=synthetic", f"paths.ckpt_dir={synthetic_ckpt}", "logger=wandb")
+def test_sweep_over_a_training_setting_trains_each_network_and_times_the_fast_form(tmp_path):
+    out = _run(tmp_path, "data=synthetic", "gdws.alphas=none", "gdws.max_channels=8", "attack=none",
+               "metrics.fast_inference=true", "train.lr=0.05,0.1", multirun=True)
     assert out.returncode == 0, out.stderr[-3000:]
-    (row,) = _rows(tmp_path)
-    _check_row(row)
-    (offline,) = Path(row["run_dir"]).glob("wandb/offline-run-*")
-    assert list(offline.glob("*.wandb"))  # the run's event log
+    rows = _rows(tmp_path)
+    assert len(rows) == 2 and rows[0]["checkpoint"] != rows[1]["checkpoint"]  # two networks, two folders
+    assert all(float(r["train_s"]) > 0 for r in rows) and all(r["gdws_constraint"] == "max_channels=8" for r in rows)
+    assert all(r["fast_inference"] == "True" and float(r["fps"]) > 0 for r in rows)
+    assert all(r["method"] == "gdws" and int(r["macs"]) < int(r["macs_dense"]) for r in rows)
+
+
+def test_interrupted_training_resumes_through_run_py(tmp_path):
+    import signal
+    import time
+
+    overrides = ("data=synthetic", "stage=train", "train.epochs=4", "trainer.limit_train_batches=8")
+    cmd = [sys.executable, str(REPO / "run.py"), "experiment=smoke", "progress=false",
+           "trainer.enable_progress_bar=false", *overrides]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PROJECT_ROOT": str(tmp_path)}
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(tmp_path.glob("checkpoints/*/last.ckpt")):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)  # as a session end or a pre-empted job would
+    proc.wait()
+    (ckpt_dir,) = tmp_path.glob("checkpoints/*")
+    assert not (ckpt_dir / "done.json").exists(), "training finished before it could be interrupted"
+    out = _run(tmp_path, *overrides)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Restoring states from the checkpoint path" in out.stderr + out.stdout
+    assert json.loads((ckpt_dir / "done.json").read_text())["best"] in ("best.ckpt", "last.ckpt")
+    spectra = (ckpt_dir / "spectra.csv").read_text().splitlines()
+    assert sum(line.startswith("0,") for line in spectra) == len({line.split(",")[1] for line in spectra[1:]})
+
+
+def test_two_jobs_racing_for_one_training_train_it_once(tmp_path):
+    cmd = [sys.executable, str(REPO / "run.py"), "experiment=smoke", "progress=false", "trainer.enable_progress_bar=false",
+           "data=synthetic", "gdws=none", "attack=none", "metrics.fps=false"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PROJECT_ROOT": str(tmp_path)}
+    procs = [subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err[-3000:]
+    rows = _rows(tmp_path)
+    assert len(rows) == 2 and rows[0]["checkpoint"] == rows[1]["checkpoint"]
+    assert sorted(float(r["train_s"]) > 0 for r in rows) == [False, True]  # one trained, one waited and reused
+
+
+def test_a_moved_project_reuses_its_trained_network(tmp_path):
+    first = tmp_path / "a"
+    first.mkdir()
+    out = _run(first, "data=synthetic", "stage=train")
+    assert out.returncode == 0, out.stderr[-3000:]
+    moved = tmp_path / "b"
+    first.rename(moved)
+    out = _run(moved, "data=synthetic", "gdws=none", "attack=none", "metrics.fps=false")
+    assert out.returncode == 0, out.stderr[-3000:]
+    (row,) = _rows(moved)
+    assert float(row["train_s"]) == 0 and (moved / row["checkpoint"]).is_file()
 
 
 def _assert_clean_failure(out: subprocess.CompletedProcess, tmp: Path, csv_before: str, *needles: str) -> None:
     """Non-zero exit; the final error line (what the user reads) holds every needle; CSV untouched."""
     assert out.returncode != 0
-    last = [line for line in out.stderr.splitlines() if line.strip() and "HYDRA_FULL_ERROR" not in line][-1]
+    # The last exception line is what the user reads (library log lines may follow it on stderr).
+    last = [line for line in out.stderr.splitlines() if re.match(r"^[\w.]+(Error|Exception): ", line)][-1]
     for needle in needles:
         assert needle in last, out.stderr[-3000:]
-    assert (tmp / "results" / "runs.csv").read_text() == csv_before  # nothing appended, nothing half-written
+    assert (tmp / "outputs" / "runs.csv").read_text() == csv_before  # nothing appended, nothing half-written
+
+
+def _earlier_csv(tmp: Path) -> str:
+    path = tmp / "outputs" / "runs.csv"
+    path.parent.mkdir()
+    path.write_text("time,model\nearlier,vgg16\n")
+    return path.read_text()
 
 
 def test_missing_data_folder_is_a_clear_error(tmp_path):
-    csv_path = tmp_path / "results" / "runs.csv"
-    csv_path.parent.mkdir()
-    csv_path.write_text("time,model\nearlier,vgg16\n")
+    before = _earlier_csv(tmp_path)
     missing = tmp_path / "no_such_folder"
     out = _run(tmp_path, f"data.root={missing}")
-    _assert_clean_failure(out, tmp_path, "time,model\nearlier,vgg16\n", str(missing), "data.root")
+    _assert_clean_failure(out, tmp_path, before, str(missing), "data.root")
 
 
 def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
-    csv_path = tmp_path / "results" / "runs.csv"
-    csv_path.parent.mkdir()
-    csv_path.write_text("time,model\nearlier,vgg16\n")
+    before = _earlier_csv(tmp_path)
     bad = tmp_path / "broken.ckpt"
     bad.write_bytes(b"\x80\x04 this is not a checkpoint")
-    out = _run(tmp_path, "data=synthetic", f"model.checkpoint={bad}")
-    _assert_clean_failure(out, tmp_path, "time,model\nearlier,vgg16\n", str(bad), "PyTorch checkpoint")
+    out = _run(tmp_path, "data=synthetic", f"weights.path={bad}")
+    _assert_clean_failure(out, tmp_path, before, str(bad), "PyTorch checkpoint")
+
+
+@pytest.mark.parametrize("overrides, needle", [
+    (["gdws.alphas=foo"], "gdws.alphas must be one of"),
+    (["gdws.beta=0.5", "gdws.macs_ratio=2"], "two GDWS constraints typed"),
+    (["gdws.beta=-1"], "gdws.beta must be a number >= 0"),
+    (["gdws.speedup=0.5"], "gdws.speedup must be a number >= 1"),
+    (["weights.path=/no/such/file.pt"], "weights.path=/no/such/file.pt is not a file"),
+    (["attack._target_=gdws.eval.no_such_attack"], "attack._target_"),
+    (["stage=evaluate"], "stage must be one of"),
+])
+def test_bad_values_fail_before_anything_runs(tmp_path, overrides, needle):
+    before = _earlier_csv(tmp_path)
+    # A data folder that does not exist: the config error must come first, before any data loading.
+    out = _run(tmp_path, f"data.root={tmp_path / 'absent'}", *overrides, timeout=60)
+    _assert_clean_failure(out, tmp_path, before, needle)
+    assert not (tmp_path / "checkpoints").exists()
 
 
 # ---------------------------------------------------------------- in-process pieces of the pipeline
@@ -203,19 +280,31 @@ def test_prune_hook_calls_the_configured_callable(tmp_path):
     import torch
 
     from gdws.metrics import size_mb
-    from gdws.pipeline.row import method_label
     from gdws.pipeline.transform import apply_prune
 
     cfg = _compose(tmp_path, ["model.width=0.125", f"prune._target_={__name__}.zero_first_filters",
                               "prune.method=toy", "prune.ratio=0.5"])
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, bias=False), torch.nn.Conv2d(4, 4, 3, bias=False))
-    pruned = apply_prune(cfg, model, "dm", tmp_path / "ckpt" / "best.ckpt")
+    pruned, facts = apply_prune(cfg, model, "dm")
     assert size_mb(pruned, nonzero=True) == pytest.approx(size_mb(model) / 2)
-    assert list((tmp_path / "ckpt").glob("prune-toy-*")) and method_label(cfg) == "toy+gdws"
-    assert apply_prune(_compose(tmp_path, []), model, "dm", tmp_path / "x.ckpt") is model  # prune=none
+    assert facts == {"prune_method": "toy", "prune_ratio": 0.5}
+    assert len(list((tmp_path / "checkpoints" / "pruned").glob("*-toy-*"))) == 1  # under the project's folder
+    assert apply_prune(_compose(tmp_path, []), model, "dm") == (model, {})  # prune=none
 
 
-def test_reusing_a_checkpoint_folder_trained_differently_is_refused(tmp_path):
+def test_checkpoint_folders_are_content_addressed(tmp_path):
+    from gdws.pipeline.weights import checkpoint_dir
+
+    base = checkpoint_dir(_compose(tmp_path, ["experiment=smoke"]))
+    assert base.parent == tmp_path / "checkpoints" and base.name.startswith("cifar10-vgg16-w0.125-pgd-e2-")
+    # Settings that do not change the weights share the folder; any that do get their own.
+    assert checkpoint_dir(_compose(tmp_path, ["experiment=smoke", "attack=none", "gdws.beta=3", "logger=none"])) == base
+    others = {checkpoint_dir(_compose(tmp_path, ["experiment=smoke", o]))
+              for o in ("train.lr=0.05", "train.momentum=0.8", "data.train_subset=256", "seed=1", "model.width=0.25")}
+    assert len(others) == 5 and base not in others
+
+
+def test_an_explicit_checkpoint_folder_trained_differently_is_refused(tmp_path):
     from gdws.pipeline.weights import _check_training_config
 
     ckpt_dir = tmp_path / "ckpt"
@@ -226,15 +315,137 @@ def test_reusing_a_checkpoint_folder_trained_differently_is_refused(tmp_path):
         _check_training_config(ckpt_dir, _compose(tmp_path, ["experiment=smoke", "train.lr=0.05"]))
 
 
-def test_gdws_budget_must_be_unique(tmp_path):
+def test_done_json_survives_a_moved_folder(tmp_path):
+    from gdws.pipeline.weights import finished_checkpoint
+
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "best.ckpt").write_bytes(b"w")
+    (old / "done.json").write_text(json.dumps({"best": "best.ckpt"}))
+    new = old.rename(tmp_path / "new")
+    assert finished_checkpoint(new) == new / "best.ckpt"
+    (new / "done.json").write_text(json.dumps({"best": str(old / "best.ckpt")}))  # older absolute form
+    assert finished_checkpoint(new) == new / "best.ckpt"
+
+
+@pytest.mark.parametrize("typed, expected", [
+    ([], "macs_ratio=1.5"),
+    (["gdws.beta=0.5"], "beta=0.5"),
+    (["gdws.max_channels=64"], "max_channels=64"),
+    (["gdws.macs_ratio=2"], "macs_ratio=2"),
+    (["gdws.speedup=2"], "speedup=2"),
+    (["gdws.beta=null", "gdws.speedup=2"], "speedup=2"),
+])
+def test_a_typed_gdws_constraint_replaces_the_experiments(tmp_path, typed, expected):
+    from gdws.pipeline.validate import settle_constraint
+
+    cfg = _compose(tmp_path, ["experiment=smoke", *typed])
+    assert settle_constraint(cfg, typed) == expected
+    name, _, value = expected.partition("=")
+    assert {k: cfg.gdws[k] for k in ("beta", "max_channels", "macs_ratio", "speedup")} == {
+        k: (float(value) if k == name else None) for k in ("beta", "max_channels", "macs_ratio", "speedup")}
+
+
+def test_gdws_off_has_no_constraint_and_two_from_configs_are_refused(tmp_path):
+    from gdws.pipeline.validate import settle_constraint
+
+    assert settle_constraint(_compose(tmp_path, ["gdws=none"]), []) is None
+    with pytest.raises(ValueError, match="sets 2 GDWS constraints"):
+        settle_constraint(_compose(tmp_path, ["experiment=smoke", "gdws.beta=0.1"]), [])  # not typed: configs
+
+
+def _tiny_cifar_model():
+    from gdws.models import create_model
+
+    return create_model("vgg16", width=0.125).eval()
+
+
+class _Images:
+    """A stand-in datamodule with the one method the alphas need."""
+
+    def setup(self, stage: str) -> None:
+        pass
+
+    def train_images(self, n: int, seed: int = 0, augment: bool = True):
+        import torch
+
+        g = torch.Generator().manual_seed(seed)
+        return torch.rand(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g)
+
+
+@pytest.mark.parametrize("overrides", [["gdws.skip_first=false"], ["gdws.include=[features.0]"],
+                                       ["gdws.exclude=[features.3]"]])
+def test_alphas_cover_exactly_the_layers_that_are_converted(tmp_path, overrides, one_thread):
+    import torch
+
     from gdws.pipeline.transform import apply_gdws
 
-    cfg = _compose(tmp_path, ["gdws.macs_ratio=2"])
-    with pytest.raises(ValueError, match="gdws.beta=null gdws.macs_ratio=2"):
-        apply_gdws(cfg, None, None, tmp_path / "x.ckpt", None, tmp_path)
+    cfg = _compose(tmp_path, ["experiment=smoke", "gdws.alphas=clean", "gdws.alpha_samples=8", *overrides])
+    model, out = _tiny_cifar_model(), tmp_path / "out"
+    apply_gdws(cfg, model, _Images(), torch.device("cpu"), out, "macs_ratio=1.5")
+    (cache,) = (tmp_path / "cache" / "alphas").glob("*.pt")
+    alphas = torch.load(cache, weights_only=True)
+    report = __import__("pandas").read_csv(out / "gdws_report.csv")
+    skipped = report["reason"].isin(["excluded", "grouped/depthwise", "not used in forward", "first conv", "1x1"])
+    considered = set(report.loc[~skipped, "name"])  # converted, or weighed by the budget and kept dense
+    assert set(alphas) == considered  # no converted layer silently gets alpha = 1
+    assert ("features.0" in alphas) == (overrides[0] != "gdws.exclude=[features.3]")
+    assert ("features.3" in alphas) == (overrides[0] != "gdws.exclude=[features.3]")
 
 
-def test_model_checkpoint_is_loaded_instead_of_training(tmp_path):
+def test_alpha_cache_is_keyed_by_the_weights(tmp_path, one_thread):
+    import torch
+
+    from gdws.pipeline.transform import apply_gdws
+
+    cfg = _compose(tmp_path, ["experiment=smoke", "gdws.alphas=clean", "gdws.alpha_samples=8"])
+    model = _tiny_cifar_model()
+    apply_gdws(cfg, model, _Images(), torch.device("cpu"), tmp_path / "o1", "macs_ratio=1.5")
+    apply_gdws(cfg, model, _Images(), torch.device("cpu"), tmp_path / "o2", "macs_ratio=1.5")
+    assert len(list((tmp_path / "cache" / "alphas").glob("*.pt"))) == 1  # same weights: one cached file
+    with torch.no_grad():
+        model.features[3].weight.mul_(2)  # "retrained" weights must not reuse stale alphas
+    apply_gdws(cfg, model, _Images(), torch.device("cpu"), tmp_path / "o3", "macs_ratio=1.5")
+    assert len(list((tmp_path / "cache" / "alphas").glob("*.pt"))) == 2
+
+
+def test_loaded_weights_get_no_files_beside_them(tmp_path, one_thread):
+    import torch
+
+    from gdws.pipeline.transform import apply_gdws
+    from gdws.pipeline.weights import obtain_weights
+
+    user = tmp_path / "user_weights"
+    user.mkdir()
+    torch.save(_tiny_cifar_model().state_dict(), user / "w.pt")
+    user.chmod(0o555)  # a read-only (shared) folder
+    try:
+        cfg = _compose(tmp_path, ["experiment=smoke", f"weights.path={user / 'w.pt'}", "gdws.alphas=clean",
+                                  "gdws.alpha_samples=8"])
+        model = _tiny_cifar_model()
+        weights = obtain_weights(cfg, model, datamodule=None, logger=None)
+        apply_gdws(cfg, model, _Images(), torch.device("cpu"), tmp_path / "out", "macs_ratio=1.5")
+    finally:
+        user.chmod(0o755)
+    assert weights.recipe == "loaded" and sorted(p.name for p in user.iterdir()) == ["w.pt"]
+    assert list((tmp_path / "cache" / "alphas").glob("*.pt"))
+
+
+def test_row_says_what_ran(tmp_path):
+    from gdws.pipeline.row import build_row, method_label
+
+    assert [method_label(None, 0), method_label(None, 3), method_label("hydra", 0), method_label("admm", 2)] == \
+        ["dense", "gdws", "hydra", "admm+gdws"]
+    cfg = _compose(tmp_path, ["experiment=smoke", "gdws.beta=0.5"])
+    facts = {"recipe": "pgd", "checkpoint": tmp_path / "checkpoints" / "x" / "best.ckpt", "gdws_layers": 0,
+             "gdws_constraint": "beta=0.5"}
+    row = build_row(cfg, dict(facts))
+    # GDWS was asked for but replaced no layer: the network that ran is the dense one, and the row says so.
+    assert row["method"] == "dense" and row["gdws_layers"] == 0 and row["gdws_constraint"] == "beta=0.5"
+    assert row["checkpoint"] == "checkpoints/x/best.ckpt" and row["scale"] == "smoke"
+
+
+def test_loaded_weights_replace_training(tmp_path):
     import torch
 
     from gdws.models import create_model
@@ -242,7 +453,7 @@ def test_model_checkpoint_is_loaded_instead_of_training(tmp_path):
 
     trained = create_model("vgg16", width=0.125)
     torch.save({"state_dict": {f"model.{k}": v for k, v in trained.state_dict().items()}}, tmp_path / "w.ckpt")
-    cfg = _compose(tmp_path, ["experiment=smoke", f"model.checkpoint={tmp_path / 'w.ckpt'}"])
+    cfg = _compose(tmp_path, ["experiment=smoke", f"weights.path={tmp_path / 'w.ckpt'}"])
     fresh = create_model("vgg16", width=0.125)
     weights = obtain_weights(cfg, fresh, datamodule=None, logger=None)  # no data needed: nothing trains
     assert weights.recipe == "loaded" and weights.train_s == 0 and weights.path == tmp_path / "w.ckpt"

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import os
+import pickle
+import zipfile
 from pathlib import Path
 
 import torch
@@ -9,6 +11,11 @@ from torch import Tensor, nn
 
 from .discovery import model_device_dtype
 from .layer import GDWSConv2d
+
+#: What torch.load raises for a file that is not a readable checkpoint (truncated zip, random bytes or text,
+#: which its unpicklers may trip over in many ways; a pickle naming a class that does not exist here).
+LOAD_ERRORS = (RuntimeError, EOFError, ValueError, OSError, pickle.UnpicklingError, zipfile.BadZipFile,
+               AttributeError, ImportError, IndexError, KeyError, TypeError)
 
 
 def save_alphas(alphas: dict[str, Tensor], path: str | os.PathLike) -> None:
@@ -26,7 +33,7 @@ def load_alphas(path: str | os.PathLike) -> dict[str, Tensor]:
         raise FileNotFoundError(f"no alpha file at {path}; create one with compute_alphas(...) and save_alphas(...)")
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
+    except LOAD_ERRORS as exc:
         raise ValueError(f"{path} is not a valid alpha file ({exc}); recreate it with save_alphas") from exc
     if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, Tensor) and v.dim() == 1
                                              for k, v in data.items()):

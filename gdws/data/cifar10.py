@@ -40,8 +40,8 @@ def _read_batch(path: str, root: str) -> dict:
         with open(path, "rb") as f:
             # latin1 decodes the official (Python 2) pickles' str keys and numpy payload; rebuilt files too.
             batch = pickle.load(f, encoding="latin1")
-    except Exception as err:  # any unpickling failure is reported as corrupt data, without its traceback
-        raise data_error(root, f"file {os.path.basename(path)} is corrupt ({type(err).__name__}: {err})") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, ImportError, OSError) as err:
+        raise data_error(root, f"file {os.path.basename(path)} is corrupt ({type(err).__name__}: {err})") from err
     batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
     data, labels = batch.get("data"), batch.get("labels")
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 or data.shape[1] != 3072 \

@@ -26,6 +26,7 @@ def _error(path: str, problem: str) -> RuntimeError | FileNotFoundError:
 def read_svhn(root: str, train: bool) -> Split:
     """Read one SVHN split: uint8 images ``[N, 3, 32, 32]`` and int64 labels with the digit 0 as 0 (files use 10)."""
     from scipy.io import loadmat  # imported lazily: only SVHN needs scipy
+    from scipy.io.matlab import MatReadError
 
     path = os.path.join(root, FILES[train][0])
     if not os.path.isfile(path):
@@ -33,8 +34,8 @@ def read_svhn(root: str, train: bool) -> Split:
     try:
         mat = loadmat(path)
         x, y = mat["X"], mat["y"]
-    except Exception as err:  # unreadable .mat or missing keys: report as corrupt, without the traceback
-        raise _error(path, f"file is corrupt ({type(err).__name__}: {err})") from None
+    except (MatReadError, ValueError, TypeError, KeyError, OSError, NotImplementedError) as err:  # unreadable .mat
+        raise _error(path, f"file is corrupt ({type(err).__name__}: {err})") from err
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[:3] != (32, 32, 3) or y.size != x.shape[3]:
         raise _error(path, f"file has unexpected arrays (X {x.shape} {x.dtype}, y {y.shape})")
     images = torch.from_numpy(np.ascontiguousarray(x.transpose(3, 2, 0, 1)))  # [H, W, C, N] -> [N, C, H, W]

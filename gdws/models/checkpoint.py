@@ -11,6 +11,8 @@ from typing import Any, Union
 import torch
 from torch import nn
 
+from gdws.core.serialization import LOAD_ERRORS
+
 #: Wrapper keys under which training scripts commonly store the weights (Lightning uses 'state_dict').
 WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net")
 #: Prefixes added by DataParallel/DDP ('module.'), Lightning modules ('model.') and GDWS's original code ('basic_model.').
@@ -31,18 +33,20 @@ def _read(path: Path, trusted: bool) -> Any:
             raise RuntimeError(
                 f"{path} is not a readable PyTorch checkpoint (expected a file written by torch.save holding a "
                 f"state_dict or a dict wrapping one; restricted unpickling failed: {str(exc).splitlines()[0][:200]}). "
-                "If it holds extra Python objects and you trust it, pass trusted=True."
-            ) from None
+                "Full unpickling can execute code stored in the file, so it is never done by default: if the file "
+                "holds extra Python objects and you trust its source, pass trusted=True (weights.trusted=true in "
+                "run.py, --trusted in the gdws CLI)."
+            ) from exc
         warnings.warn(f"{path} holds non-tensor Python objects; loading it with full unpickling (trusted=True)")
-    except Exception as exc:  # truncated zip, random bytes, text file...: never show a pickle trace
+    except LOAD_ERRORS as exc:  # truncated zip, random bytes, text file...
         raise RuntimeError(
             f"{path} is not a PyTorch checkpoint (expected a file written by torch.save holding a state_dict "
             f"or a dict wrapping one): {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
-        ) from None
+        ) from exc
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise RuntimeError(f"{path} could not be unpickled as a PyTorch checkpoint: {type(exc).__name__}: {exc}") from None
+    except LOAD_ERRORS as exc:
+        raise RuntimeError(f"{path} could not be unpickled as a PyTorch checkpoint: {type(exc).__name__}: {exc}") from exc
 
 
 def _is_state_dict(obj: Any) -> bool:
@@ -93,14 +97,14 @@ def _fmt(keys: list[str]) -> str:
     return ", ".join(keys[:_SHOW]) + more
 
 
-def load_checkpoint(model: nn.Module, path: Union[str, PathLike], strict: bool = True, trusted: bool = True) -> nn.Module:
+def load_checkpoint(model: nn.Module, path: Union[str, PathLike], strict: bool = True, trusted: bool = False) -> nn.Module:
     """Load the weights in ``path`` into ``model`` (in place) and return it.
 
     Accepts a plain state_dict, ``{'state_dict'|'model_state_dict'|'model'|'net': ...}`` wrappers, Lightning
     checkpoints (``model.``-prefixed keys) and ``module.``/``basic_model.`` prefixes. Normalisation buffers are
     non-persistent, so checkpoints saved without them load strictly. With ``strict=True`` any missing,
-    unexpected or wrongly shaped key raises one RuntimeError listing them. ``trusted=False`` refuses files
-    that need full (code-executing) unpickling.
+    unexpected or wrongly shaped key raises one RuntimeError listing them. Files are read with PyTorch's
+    restricted unpickler; files that need full (code-executing) unpickling are refused unless ``trusted=True``.
     """
     path = Path(path)
     if not path.is_file():

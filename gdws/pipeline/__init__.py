@@ -8,17 +8,17 @@ import time
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import nn
 
-from gdws.eval import evaluate
-from gdws.metrics import count_macs, measure_fps, size_mb
+from gdws.eval import build_attack, evaluate
+from gdws.metrics import count_macs, measure_speed, size_mb
 from gdws.pipeline.context import resolve_device
 from gdws.pipeline.row import build_row
 from gdws.pipeline.transform import apply_gdws, apply_prune
+from gdws.pipeline.validate import validate
 from gdws.pipeline.weights import obtain_weights
 from gdws.tracking import append_row, build_logger, finish_logger, log_summary, write_json
 
@@ -26,48 +26,19 @@ __all__ = ["run"]
 
 
 def _build_model(cfg: DictConfig) -> nn.Module:
-    """Instantiate ``cfg.model`` without its pipeline-only ``checkpoint`` key."""
-    model_cfg = OmegaConf.to_container(cfg.model, resolve=True)  # resolve while the parent config is attached
-    model_cfg.pop("checkpoint", None)
-    return instantiate(model_cfg)
-
-
-def _speed(cfg: DictConfig, model: nn.Module, device: torch.device) -> dict:
-    """FPS at batch 1 and throughput at a large batch on ``device`` (empty when metrics.fps is off).
-
-    With ``metrics.fast_inference`` the timed network is ``gdws.fast.optimize_for_inference(model)`` (same
-    function; BN folded and each GDWS layer in its fastest exact form), chosen anew for each batch size,
-    for dense and GDWS models alike so that their speeds compare.
-    """
-    m = cfg.metrics
-    if not m.fps:
-        return {}
-    size = tuple(m.input_size)
-
-    def timed(batch_size: int) -> dict:
-        net = model
-        if m.fast_inference:
-            from gdws.fast import optimize_for_inference
-
-            net = optimize_for_inference(model, torch.rand(batch_size, *size, device=device), device=device)
-        return measure_fps(net, size, batch_size, device, warmup=int(m.warmup), min_run_time=float(m.min_run_time))
-
-    single, batch = timed(int(m.fps_batch_size)), timed(int(m.throughput_batch_size))
-    return {
-        "fps": round(single["fps"], 2),
-        "throughput": round(batch["fps"], 2),
-        "threads": single["threads"],
-        "device": f"{single['device']} ({single['device_name']})",
-        "fast_inference": bool(m.fast_inference),
-    }
+    """Instantiate ``cfg.model`` (resolved while the parent config is attached)."""
+    return instantiate(OmegaConf.to_container(cfg.model, resolve=True))
 
 
 def run(cfg: DictConfig) -> dict:
     """Run the experiment described by ``cfg`` and return the row appended to ``cfg.paths.runs_csv``.
 
-    Under multi-process DDP training (trainer=ddp) only global rank 0 goes on after training; the other
-    ranks return an empty dict.
+    The config is validated first (nothing is trained or loaded before it passes). With ``stage=train`` the
+    run stops once the weights exist and returns an empty dict. Under multi-process DDP training
+    (trainer=ddp) only global rank 0 goes on after training; the other ranks return an empty dict.
     """
+    constraint = validate(cfg)
+    attack = build_attack(cfg.attack)  # a bad attack setting fails here, before any training
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     device = resolve_device(str(cfg.device))
     out_dir = Path(cfg.paths.output_dir)
@@ -78,29 +49,29 @@ def run(cfg: DictConfig) -> dict:
         datamodule.prepare_data()
         model = _build_model(cfg)
         weights = obtain_weights(cfg, model, datamodule, logger)
-        if rank_zero_only.rank != 0:  # extra DDP ranks only help training; rank 0 evaluates and logs
+        if rank_zero_only.rank != 0 or cfg.stage == "train":  # extra DDP ranks only help training
             failed = False
             return {}
-        model = apply_prune(cfg, model.to(device).eval(), datamodule, weights.path)
-        pruned = cfg.prune.get("_target_") is not None
         input_size = tuple(cfg.metrics.input_size)
-        facts = {
-            "recipe": weights.recipe,
-            "checkpoint": weights.path,
-            "size_MB_dense": round(size_mb(model, nonzero=pruned), 4),
-            "macs_dense": count_macs(model, input_size),
-            "train_s": round(weights.train_s, 1),
-        }
-        model, gdws_facts = apply_gdws(cfg, model, datamodule, weights.path, device, out_dir)
+        dense = {"size_MB_dense": round(size_mb(model), 4), "macs_dense": count_macs(model, input_size)}
+        model, facts = apply_prune(cfg, model.to(device).eval(), datamodule)
+        pruned = bool(facts)  # size counts non-zero weights only (the paper's size of a pruned network)
+        facts.update(dense, recipe=weights.recipe, checkpoint=weights.path, train_s=round(weights.train_s, 1))
+        model, gdws_facts = apply_gdws(cfg, model, datamodule, device, out_dir, constraint)
         facts.update(gdws_facts)
         datamodule.setup("test")
         pl.seed_everything(int(cfg.seed), workers=True, verbose=False)  # same PGD random starts for every variant
         start = time.perf_counter()
-        facts.update(evaluate(model, datamodule.test_dataloader(), cfg.attack, progress=bool(cfg.progress)))
-        facts["eval_s"] = round(time.perf_counter() - start, 1)
+        facts.update(evaluate(model, datamodule.test_dataloader(), attack, progress=bool(cfg.progress)))
+        facts.update(attack=attack.spec(), eval_s=round(time.perf_counter() - start, 1))
         facts["size_MB"] = round(size_mb(model, nonzero=pruned), 4)
         facts["macs"] = count_macs(model, input_size)
-        facts.update(_speed(cfg, model, device))
+        m = cfg.metrics
+        if m.fps:
+            facts.update(measure_speed(model, input_size, device, fps_batch_size=m.fps_batch_size,
+                                       throughput_batch_size=m.throughput_batch_size,
+                                       fast_inference=m.fast_inference, warmup=m.warmup, min_run_time=m.min_run_time,
+                                       select_time=m.select_time))
         row = build_row(cfg, facts)
         log_summary(logger, row, hparams=OmegaConf.to_container(cfg, resolve=True))
         write_json(out_dir / "row.json", row)

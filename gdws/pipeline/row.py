@@ -1,59 +1,59 @@
-"""The result row of a run (one line of results/runs.csv, plus row.json in the run folder)."""
+"""The result row of a run (one CSV line, plus row.json in the run folder), built from what the steps did."""
 from __future__ import annotations
 
 import datetime as dt
+import os
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
 
-from gdws.eval import attack_spec
 from gdws.pipeline.context import choice
 from gdws.tracking import git_commit
 
 
-def method_label(cfg: DictConfig) -> str:
-    """The paper's method column: dense, gdws, <prune method> or <prune method>+gdws."""
-    prune = cfg.prune.get("method") if cfg.prune.get("_target_") is not None else None
-    gdws = bool(cfg.gdws.get("enabled", False))
-    if prune:
-        return f"{prune}+gdws" if gdws else str(prune)
+def method_label(prune_method: str | None, gdws_layers: int) -> str:
+    """The paper's method column from what was done: dense, gdws, <prune> or <prune>+gdws.
+
+    A conversion that replaced no layer is not GDWS: the network that ran is the dense (or pruned) one.
+    """
+    gdws = gdws_layers > 0
+    if prune_method:
+        return f"{prune_method}+gdws" if gdws else prune_method
     return "gdws" if gdws else "dense"
 
 
-def _budget(cfg: DictConfig) -> str | None:
-    """The GDWS complexity budget (macs_ratio or max_channels) as text, None when beta-constrained."""
-    g = cfg.gdws
-    if not g.get("enabled", False):
-        return None
-    if g.get("macs_ratio") is not None:
-        return f"macs_ratio={g.macs_ratio}"
-    if g.get("max_channels") is not None:
-        return f"max_channels={g.max_channels}"
-    return None
+def project_relative(path: str | os.PathLike, root: str | os.PathLike) -> str:
+    """``path`` relative to the project root when it lies inside it (committed CSVs carry no machine paths)."""
+    path, root = Path(path).resolve(), Path(root).resolve()
+    try:
+        return str(path.relative_to(root))
+    except ValueError:  # outside the project (a user's own checkpoint): keep it as given
+        return str(path)
 
 
 def build_row(cfg: DictConfig, facts: dict[str, Any]) -> dict[str, Any]:
-    """Assemble the row from the config and the measured ``facts`` (accuracies, sizes, speeds, paths)."""
-    g = cfg.gdws
-    enabled = bool(g.get("enabled", False))
+    """Assemble the row from the run's identity (config choices) and the ``facts`` its steps returned."""
+    root = cfg.paths.root_dir
+    prune_method = facts.pop("prune_method", None)
     row = {
         "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(cfg.paths.root_dir),
+        "git_commit": git_commit(root),
+        "table": cfg.get("table"),
+        "paper_row": cfg.get("paper_row"),
+        "scale": cfg.get("scale"),
         "experiment": choice("experiment"),
-        "model": choice("model", cfg.model.name),  # the config name: resnet20 and resnet20_w40 differ
+        "model": choice("model", str(cfg.model.get("name"))),  # the config name: resnet20 and resnet20_w40 differ
         "width": cfg.model.get("width"),
         "data": choice("data", cfg.data.get("_target_", "").rsplit(".", 1)[-1]),
         "recipe": facts.pop("recipe"),
-        "checkpoint": str(facts.pop("checkpoint")),
-        "method": method_label(cfg),
-        "prune_method": cfg.prune.get("method") if cfg.prune.get("_target_") is not None else None,
-        "prune_ratio": cfg.prune.get("ratio") if cfg.prune.get("_target_") is not None else None,
-        "gdws_beta": g.get("beta") if enabled else None,
-        "gdws_budget": _budget(cfg),
-        "gdws_alphas": g.get("alphas") if enabled else None,
-        "attack": attack_spec(cfg.attack),
+        "checkpoint": project_relative(facts.pop("checkpoint"), root),
+        "method": method_label(prune_method, int(facts.get("gdws_layers") or 0)),
+        "prune_method": prune_method,
+        "prune_ratio": facts.pop("prune_ratio", None),
+        "gdws_beta": cfg.gdws.get("beta") if str(facts.get("gdws_constraint", "")).startswith("beta=") else None,
         "seed": cfg.seed,
-        "run_dir": str(cfg.paths.output_dir),
+        "run_dir": project_relative(cfg.paths.output_dir, root),
     }
     row.update(facts)
     return row

@@ -1,4 +1,9 @@
-"""Steps 2 and 3 of a run: the pruning hook and the GDWS conversion (with cached alphas)."""
+"""Steps 2 and 3 of a run: the pruning hook and the GDWS conversion (with cached alphas).
+
+Each step returns the model and the facts of what it did; the result row is built from those facts.
+Derived artifacts are keyed by a fingerprint of the weights they came from and kept under the project's
+own folders (``paths.checkpoints_dir``, ``paths.cache_dir``), never next to a user's checkpoint.
+"""
 from __future__ import annotations
 
 import time
@@ -10,97 +15,102 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from gdws.pipeline.context import settings_key, to_plain
-
-ALPHA_MODES = ("none", "pgd", "clean")
+from gdws.pipeline.context import settings_key, to_plain, weights_fingerprint
 
 
-def apply_prune(cfg: DictConfig, model: nn.Module, datamodule, weights_path: Path) -> nn.Module:
-    """Prune ``model`` with the callable named by ``cfg.prune._target_`` (identity for ``prune=none``).
+def apply_prune(cfg: DictConfig, model: nn.Module, datamodule) -> tuple[nn.Module, dict]:
+    """Prune ``model`` with the callable named by ``cfg.prune._target_`` (unchanged for ``prune=none``).
 
-    The callable gets ``model``, ``datamodule``, a ``work_dir`` next to the weights keyed by the pruning
-    settings (so reruns reuse or resume its work) and every key of ``cfg.prune`` except ``method``.
+    The callable gets ``model``, ``datamodule``, a ``work_dir`` keyed by the weights' fingerprint and the
+    pruning settings (so reruns reuse or resume its work) and every key of ``cfg.prune`` except ``method``.
+    Facts: ``prune_method`` and ``prune_ratio`` (empty when nothing was pruned).
     """
     if cfg.prune.get("_target_") is None:
-        return model
+        return model, {}
     settings = {k: v for k, v in to_plain(cfg.prune).items() if k != "method"}
-    work_dir = weights_path.parent / f"prune-{cfg.prune.get('method')}-{settings_key(settings)}"
+    method = str(cfg.prune.get("method"))
+    name = f"{cfg.model.get('name')}-{weights_fingerprint(model)}-{method}-{settings_key(settings)}"
+    work_dir = Path(str(cfg.paths.checkpoints_dir)) / "pruned" / name
     work_dir.mkdir(parents=True, exist_ok=True)
     prune_fn = instantiate(OmegaConf.create(settings), _partial_=True)
-    return prune_fn(model=model, datamodule=datamodule, work_dir=str(work_dir))
+    pruned = prune_fn(model=model, datamodule=datamodule, work_dir=str(work_dir))
+    return pruned, {"prune_method": method, "prune_ratio": cfg.prune.get("ratio")}
 
 
-def _alphas(cfg: DictConfig, model: nn.Module, datamodule, weights_path: Path, device: torch.device):
-    """The per-layer alphas of ``cfg.gdws.alphas``: None, or computed once and cached next to the weights."""
+def conversion_layers(cfg: DictConfig, model: nn.Module) -> list[str]:
+    """The convs that ``convert`` considers under ``cfg.gdws`` (include, exclude, skip_first): the layers
+    that need alphas. (convert may still keep some of them dense where GDWS gains no MACs.)"""
+    from gdws.core.discovery import default_example_input, skip_reasons, trace_layers
+
+    traces = trace_layers(model, default_example_input(model, tuple(cfg.metrics.input_size)))
+    g = cfg.gdws
+    reasons = skip_reasons(traces, include=to_plain(g.include), exclude=to_plain(g.exclude),
+                           skip_first=bool(g.skip_first))
+    return [name for name, reason in reasons.items() if not reason]
+
+
+def _alphas(cfg: DictConfig, model: nn.Module, datamodule, device: torch.device):
+    """The per-layer alphas of ``cfg.gdws.alphas`` for exactly the layers to convert: None, or computed once
+    and cached under ``paths.cache_dir`` keyed by the weights' fingerprint and every setting that matters."""
     from gdws.core import compute_alphas, load_alphas, save_alphas
 
     g = cfg.gdws
     mode = str(g.alphas).lower() if g.alphas is not None else "none"
-    if mode not in ALPHA_MODES:
-        raise ValueError(f"gdws.alphas must be one of {ALPHA_MODES}, got {g.alphas!r}")
     if mode == "none":
         return None
+    layers = conversion_layers(cfg, model)
     attack = to_plain(g.alpha_attack) if mode == "pgd" else None
-    # Everything that changes the alphas: the mode, the samples, the attack and any pruning before.
     data = {k: cfg.data.get(k) for k in ("_target_", "train_subset", "val_size")}
-    settings = {"mode": mode, "n": g.alpha_samples, "attack": attack, "prune": to_plain(cfg.prune), "data": data}
-    cache = weights_path.parent / f"{weights_path.name}.alphas-{mode}-n{g.alpha_samples}-{settings_key(settings)}.pt"
+    settings = {"mode": mode, "n": g.alpha_samples, "attack": attack, "layers": layers, "data": data}
+    cache = (Path(str(cfg.paths.cache_dir)) / "alphas"
+             / f"{weights_fingerprint(model)}-{mode}-n{g.alpha_samples}-{settings_key(settings)}.pt")
     if cache.is_file():
         return load_alphas(cache)
     datamodule.setup("fit")
     images, labels = datamodule.train_images(int(g.alpha_samples), seed=0, augment=True)
     kwargs = dict(attack="pgd", eps=attack["eps"], step_size=attack["step_size"], steps=attack["steps"]) if attack else dict(attack=None)
-    alphas = compute_alphas(
-        model, images.to(device), labels=labels.to(device), batch_size=int(g.alpha_batch_size), **kwargs
-    )
+    alphas = compute_alphas(model, images.to(device), labels=labels.to(device), batch_size=int(g.alpha_batch_size),
+                            layers=layers, **kwargs)
     try:
         save_alphas(alphas, cache)
-    except OSError as exc:  # e.g. a read-only checkpoint folder: still usable, just not cached
+    except OSError as exc:  # e.g. a read-only cache folder: still usable, just not cached
         warnings.warn(f"could not cache alphas at {cache}: {exc}")
     return alphas
 
 
-def apply_gdws(
-    cfg: DictConfig, model: nn.Module, datamodule, weights_path: Path, device: torch.device, out_dir: Path
-) -> tuple[nn.Module, dict]:
-    """Convert ``model`` with GDWS per ``cfg.gdws`` (unchanged when ``gdws.enabled`` is false).
+def apply_gdws(cfg: DictConfig, model: nn.Module, datamodule, device: torch.device, out_dir: Path,
+               constraint: str | None) -> tuple[nn.Module, dict]:
+    """Convert ``model`` with GDWS under the one active ``constraint`` (unchanged when it is None).
 
-    Returns the converted model and facts for the result row (conversion seconds, layers converted);
-    the per-layer report is written to ``out_dir``/gdws_report.csv.
+    Returns the converted model and facts for the result row: the constraint, the alpha mode, the number of
+    layers really converted, and seconds spent; the per-layer report goes to ``out_dir``/gdws_report.csv.
     """
-    g = cfg.gdws
-    if not g.get("enabled", False):
+    if constraint is None:
         return model, {}
     from gdws.core import convert
 
-    budgets = {k: g.get(k) for k in ("beta", "max_channels", "macs_ratio") if g.get(k) is not None}
-    if len(budgets) != 1:
-        raise ValueError(
-            f"set exactly one of gdws.beta, gdws.max_channels, gdws.macs_ratio (got {budgets or 'none'}); "
-            "e.g. gdws.beta=null gdws.macs_ratio=2, or gdws=none to skip the conversion"
-        )
+    g = cfg.gdws
     start = time.perf_counter()
-    alphas = _alphas(cfg, model, datamodule, weights_path, device)
+    alphas = _alphas(cfg, model, datamodule, device)
     alphas_s = time.perf_counter() - start
+    name, _, _ = constraint.partition("=")
+    budget = {name: g[name]}
+    if name == "speedup":  # measured latency: on the run's device, at the FPS batch size
+        budget.update(device=device, example_input=torch.rand(int(cfg.metrics.fps_batch_size),
+                                                              *cfg.metrics.input_size, device=device))
     start = time.perf_counter()
     converted, report = convert(
-        model,
-        beta=g.beta,
-        max_channels=g.max_channels,
-        macs_ratio=g.macs_ratio,
-        alphas=alphas,
-        input_size=tuple(cfg.metrics.input_size),
-        include=to_plain(g.include),
-        exclude=to_plain(g.exclude),
-        skip_first=bool(g.skip_first),
-        implicit=bool(g.implicit),
-        force=bool(g.force),
+        model, alphas=alphas, input_size=tuple(cfg.metrics.input_size), include=to_plain(g.include),
+        exclude=to_plain(g.exclude), skip_first=bool(g.skip_first), implicit=bool(g.implicit),
+        force=bool(g.force), **budget,
     )
     convert_s = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
     report.to_csv(out_dir / "gdws_report.csv", index=False)
     return converted.to(device).eval(), {
-        "convert_s": round(convert_s, 3),
-        "alphas_s": round(alphas_s, 3),
+        "gdws_constraint": constraint,
+        "gdws_alphas": str(g.alphas).lower() if g.alphas is not None else "none",
         "gdws_layers": int(report["converted"].sum()),
+        "alphas_s": round(alphas_s, 3),
+        "convert_s": round(convert_s, 3),
     }

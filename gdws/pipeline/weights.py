@@ -1,4 +1,9 @@
-"""Step 1 of a run: give the model its weights, by loading `model.checkpoint` or by (resumable) training."""
+"""Step 1 of a run: give the model its weights, by loading `weights.path` or by (resumable) training.
+
+Trained networks live in content-addressed folders: ``<data>-<model>-w<width>-<method>-e<epochs>-<hash>``
+under ``paths.checkpoints_dir``, the hash covering everything that determines the weights. So a sweep over a
+training hyper-parameter trains each distinct network once, and a sweep over conversion settings reuses one.
+"""
 from __future__ import annotations
 
 import json
@@ -9,13 +14,13 @@ from pathlib import Path
 
 import yaml
 from filelock import FileLock
-from lightning_fabric.utilities.rank_zero import _get_rank
 from hydra.utils import instantiate
+from lightning_fabric.utilities.rank_zero import _get_rank
 from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger
 from torch import nn
 
-from gdws.pipeline.context import to_plain
+from gdws.pipeline.context import resolve_device, settings_key, to_plain
 
 # Trainer keys that change where/how fast training runs but not the weights it produces.
 _RUNTIME_TRAINER_KEYS = {
@@ -24,6 +29,7 @@ _RUNTIME_TRAINER_KEYS = {
     "deterministic", "profiler",
 }
 _DONE = "done.json"
+_RECORD = "training_config.yaml"
 
 
 @dataclass
@@ -31,25 +37,48 @@ class Weights:
     """Where the model's weights came from."""
 
     path: Path          # the checkpoint file that was loaded
-    recipe: str         # train.method when trained here, "loaded" for model.checkpoint
+    recipe: str         # train.method when trained here, "loaded" for weights.path
     train_s: float      # seconds spent training in this run (0 when loaded or reused)
+    trained_here: bool  # True when this run (not an earlier one) did the training
+
+
+def training_config(cfg: DictConfig) -> dict:
+    """The parts of the config that determine the trained weights (hashed into the folder name)."""
+    data = to_plain(cfg.data)
+    trainer = {k: v for k, v in to_plain(cfg.trainer).items() if k not in _RUNTIME_TRAINER_KEYS}
+    return {
+        "model": to_plain(cfg.model),
+        "train": to_plain(cfg.train),
+        "data": {k: data.get(k) for k in ("_target_", "train_subset", "val_size", "batch_size", "seed")},
+        "trainer": trainer,
+    }
+
+
+def checkpoint_dir(cfg: DictConfig) -> Path:
+    """``paths.ckpt_dir`` when given, else the content-addressed folder of this training config."""
+    if cfg.paths.get("ckpt_dir"):
+        return Path(str(cfg.paths.ckpt_dir))
+    # From config values only (not Hydra's group choices), so scripts composing the config find the same folder.
+    m, data = cfg.model, str(cfg.data.get("_target_", "")).rsplit(".", 1)[-1].removesuffix("DataModule").lower()
+    prefix = f"{data}-{m.get('name')}-w{m.get('width')}-{cfg.train.get('method')}-e{cfg.train.get('epochs')}"
+    return Path(str(cfg.paths.checkpoints_dir)) / f"{prefix}-{settings_key(training_config(cfg), 12)}"
 
 
 def obtain_weights(cfg: DictConfig, model: nn.Module, datamodule, logger: Logger | None) -> Weights:
-    """Load ``cfg.model.checkpoint`` into ``model``, or train it with ``cfg.train``/``cfg.trainer``.
+    """Load ``cfg.weights.path`` into ``model``, or train it with ``cfg.train``/``cfg.trainer``.
 
-    Training uses the deterministic folder ``cfg.paths.ckpt_dir``: a finished training there is reused,
-    an interrupted one resumes from last.ckpt, and concurrent jobs needing the same weights wait on a
-    file lock so that each network is trained once. The best checkpoint (val/acc_rob) is loaded.
+    A finished training in the checkpoint folder is reused, an interrupted one resumes from last.ckpt, and
+    concurrent jobs needing the same weights wait on a file lock so that each network is trained once.
+    Third-party files are read with the restricted unpickler unless ``weights.trusted``; the project's own
+    checkpoints (Lightning files holding tensors and plain values) need no more than that either.
     """
     from gdws.models import load_checkpoint
 
-    checkpoint = cfg.model.get("checkpoint")
-    if checkpoint:
-        path = Path(str(checkpoint)).expanduser()
-        load_checkpoint(model, path)  # raises FileNotFoundError / RuntimeError naming the file
-        return Weights(path=path, recipe="loaded", train_s=0.0)
-    ckpt_dir = Path(cfg.paths.ckpt_dir)
+    if cfg.weights.get("path"):
+        path = Path(str(cfg.weights.path)).expanduser()
+        load_checkpoint(model, path, trusted=bool(cfg.weights.get("trusted", False)))
+        return Weights(path=path, recipe="loaded", train_s=0.0, trained_here=False)
+    ckpt_dir = checkpoint_dir(cfg)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
     # The lock keeps separate jobs from training the same network twice. Extra DDP ranks (processes that
     # Lightning or srun started for this same job, rank from the environment) must not wait on it: rank 0
@@ -57,32 +86,19 @@ def obtain_weights(cfg: DictConfig, model: nn.Module, datamodule, logger: Logger
     lock = FileLock(str(ckpt_dir / ".train.lock")) if (_get_rank() or 0) == 0 else nullcontext()
     with lock:
         _check_training_config(ckpt_dir, cfg)
-        best, train_s = _finished(ckpt_dir), 0.0
+        best, train_s = finished_checkpoint(ckpt_dir), 0.0
         if best is None:
             start = time.perf_counter()
             best = _train(cfg, model, datamodule, logger, ckpt_dir)
             train_s = time.perf_counter() - start
     load_checkpoint(model, best)
-    return Weights(path=best, recipe=str(cfg.train.method), train_s=train_s)
-
-
-def _training_config(cfg: DictConfig) -> dict:
-    """The parts of the config that determine the trained weights (compared on reuse)."""
-    model = {k: v for k, v in to_plain(cfg.model).items() if k != "checkpoint"}
-    data = to_plain(cfg.data)
-    trainer = {k: v for k, v in to_plain(cfg.trainer).items() if k not in _RUNTIME_TRAINER_KEYS}
-    return {
-        "model": model,
-        "train": to_plain(cfg.train),
-        "data": {k: data.get(k) for k in ("_target_", "train_subset", "val_size", "batch_size", "seed")},
-        "trainer": trainer,
-    }
+    return Weights(path=best, recipe=str(cfg.train.method), train_s=train_s, trained_here=train_s > 0)
 
 
 def _check_training_config(ckpt_dir: Path, cfg: DictConfig) -> None:
-    """Record the training config in ``ckpt_dir``; refuse to reuse a folder trained differently."""
-    wanted = _training_config(cfg)
-    record = ckpt_dir / "training_config.yaml"
+    """Record the training config in ``ckpt_dir``; refuse a folder (given by paths.ckpt_dir) trained differently."""
+    wanted = training_config(cfg)
+    record = ckpt_dir / _RECORD
     if not record.exists():
         record.write_text(yaml.safe_dump(wanted, sort_keys=True))
         return
@@ -96,26 +112,34 @@ def _check_training_config(ckpt_dir: Path, cfg: DictConfig) -> None:
         )
         raise RuntimeError(
             f"checkpoint folder {ckpt_dir} holds a training with a different config (differs in: {diff}). "
-            "Pass paths.ckpt_dir=<new folder> for this configuration, or delete that folder to retrain."
+            "Leave paths.ckpt_dir unset (each training config gets its own folder), or pick another folder."
         )
 
 
-def _finished(ckpt_dir: Path) -> Path | None:
-    """The best checkpoint of a finished training in ``ckpt_dir``, or None."""
+def finished_checkpoint(ckpt_dir: Path) -> Path | None:
+    """The best checkpoint of a finished training in ``ckpt_dir``, or None.
+
+    done.json names it relative to the folder, so a moved or re-mounted project still finds it (older
+    files held an absolute path: only its file name is used).
+    """
     done = ckpt_dir / _DONE
     if not done.exists():
         return None
-    best = Path(json.loads(done.read_text())["best"])
+    best = ckpt_dir / Path(json.loads(done.read_text())["best"]).name
     return best if best.is_file() else None
 
 
 def _train(cfg: DictConfig, model: nn.Module, datamodule, logger: Logger | None, ckpt_dir: Path) -> Path:
     """Fit ``model`` (resuming from last.ckpt when present) and return the best checkpoint's path."""
-    from gdws.train import best_checkpoint_callback, resume_checkpoint
+    from gdws.train import (SpectralLog, accelerator_options, best_checkpoint_callback, last_checkpoint_callback,
+                            resume_checkpoint)
 
     module = instantiate(cfg.train, model=model)
     callback = best_checkpoint_callback(str(ckpt_dir))
-    trainer = instantiate(cfg.trainer, callbacks=[callback], logger=logger if logger is not None else False)
+    # last.ckpt after every epoch (resume); spectra.csv: does training give GDWS spectral decay?
+    callbacks = [callback, last_checkpoint_callback(str(ckpt_dir)), SpectralLog(ckpt_dir)]
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger if logger is not None else False,
+                          **accelerator_options(resolve_device(str(cfg.device)), int(cfg.trainer.get("devices", 1))))
     trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(str(ckpt_dir)))
     # Without any validation epoch there is no "best"; the final weights are then the result.
     best = Path(callback.best_model_path or ckpt_dir / "last.ckpt")
@@ -125,5 +149,5 @@ def _train(cfg: DictConfig, model: nn.Module, datamodule, logger: Logger | None,
             "val_check_interval (the best checkpoint is chosen on val/acc_rob)"
         )
     if trainer.is_global_zero:  # one writer under DDP
-        (ckpt_dir / _DONE).write_text(json.dumps({"best": str(best), "epochs": trainer.current_epoch}) + "\n")
+        (ckpt_dir / _DONE).write_text(json.dumps({"best": best.name, "epochs": trainer.current_epoch}) + "\n")
     return best

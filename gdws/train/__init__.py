@@ -1,7 +1,9 @@
-"""Adversarial training (PGD, TRADES, FGSM-RS, standard) as a LightningModule, plus checkpoint helpers."""
-from gdws.train.attacks import AttackView, amp_dtype, make_attack
-from gdws.train.callbacks import best_checkpoint_callback, resume_checkpoint
-from gdws.train.module import METHODS, AdversarialTraining
+"""Adversarial training (PGD, TRADES, FGSM-RS, standard) as LightningModules, plus checkpoint helpers."""
+from gdws.train.attacks import AttackView, amp_dtype
+from gdws.train.callbacks import (accelerator_options, best_checkpoint_callback, last_checkpoint_callback,
+                                  resume_checkpoint)
+from gdws.train.module import AdversarialTraining, FastTraining, PGDTraining, StandardTraining, TRADESTraining
+from gdws.train.spectra import SpectralLog, energy_shares
 
-__all__ = ["AdversarialTraining", "METHODS", "best_checkpoint_callback", "resume_checkpoint", "AttackView",
-           "amp_dtype", "make_attack"]
+__all__ = ["AdversarialTraining", "FastTraining", "PGDTraining", "StandardTraining", "TRADESTraining",
+           "best_checkpoint_callback", "last_checkpoint_callback", "accelerator_options", "resume_checkpoint", "AttackView", "amp_dtype", "SpectralLog", "energy_shares"]
