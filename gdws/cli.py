@@ -1,22 +1,17 @@
 """Command line: `gdws convert` (checkpoint -> converted GDWS model) and `gdws export` (-> optimised ONNX).
 
-    gdws convert CHECKPOINT --model NAME --beta B [--width W] [--alphas FILE] -o OUT
+    gdws convert CHECKPOINT --model NAME (--beta B | --macs-ratio R | --max-channels G | --speedup R) -o OUT
     gdws export OUT --onnx FILE [--batch-size N]
 
-OUT holds {"format", "meta", "state_dict"}: meta records the model name, width, number of classes,
-normalisation and conversion settings, so `export` can rebuild the architecture and load the GDWS layers
-with gdws.core.load_converted.
+OUT is the file format of gdws.fast.artifact (weights plus what is needed to rebuild the architecture).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from pathlib import Path
 
 import torch
-
-FORMAT = "gdws-converted/1"
 
 
 def _normalize(value: str) -> str | None:
@@ -30,10 +25,20 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("convert", help="convert a trained checkpoint to GDWS (no retraining)")
     c.add_argument("checkpoint", help="trained weights (state_dict, Lightning checkpoint, ...) of --model")
     c.add_argument("--model", required=True, help="model name in gdws.models.list_models(), e.g. vgg16")
+    c.add_argument("--trusted", action="store_true",
+                   help="allow full unpickling of the checkpoint (it can run code: only for files you trust)")
     budget = c.add_mutually_exclusive_group(required=True)
     budget.add_argument("--beta", type=float, help="LEGO per-layer error budget (the paper's beta, e.g. 0.5)")
     budget.add_argument("--macs-ratio", type=float, help="network MAC reduction factor instead of beta")
     budget.add_argument("--max-channels", type=int, help="MEGO per-layer G budget instead of beta")
+    budget.add_argument("--speedup", type=float, help="measured latency reduction factor on this machine (e.g. 2): "
+                        "least error whose optimised model runs >= R x faster than the dense one")
+    c.add_argument("--batch-size", type=int, default=1, help="batch size the --speedup latency is measured at")
+    c.add_argument("--device", default="cpu", help="device the --speedup latency is measured on (default cpu)")
+    c.add_argument("--latency-time", type=float, default=0.05,
+                   help="seconds per --speedup timing (default 0.05; more on a busy machine)")
+    c.add_argument("--latency-cache", default=None,
+                   help="folder of the per-layer latency tables (default ~/.cache/gdws/latency or $GDWS_LATENCY_CACHE)")
     c.add_argument("--width", type=float, default=1.0, help="channel width multiplier of the model (default 1.0)")
     c.add_argument("--num-classes", type=int, default=10, help="classes of the checkpoint's output layer")
     c.add_argument("--normalize", type=_normalize, default="cifar10", help="cifar10 | svhn | none (default cifar10)")
@@ -52,43 +57,34 @@ def _parser() -> argparse.ArgumentParser:
 
 def _convert(args: argparse.Namespace) -> dict:
     from gdws.core import convert, load_alphas
+    from gdws.fast.artifact import save_converted_file
     from gdws.models import create_model, load_checkpoint
 
     model = create_model(args.model, num_classes=args.num_classes, width=args.width, normalize=args.normalize)
-    load_checkpoint(model, args.checkpoint)
+    load_checkpoint(model, args.checkpoint, trusted=args.trusted)
     alphas = load_alphas(args.alphas) if args.alphas else None
-    converted, report = convert(model.eval(), beta=args.beta, macs_ratio=args.macs_ratio,
-                                max_channels=args.max_channels, alphas=alphas)
+    budget = dict(beta=args.beta, macs_ratio=args.macs_ratio, max_channels=args.max_channels, speedup=args.speedup)
+    timing = {}
+    if args.speedup is not None:
+        timing = dict(example_input=torch.rand(args.batch_size, 3, 32, 32), device=args.device,
+                      latency_cache=args.latency_cache, latency_time=args.latency_time)
+    converted, report = convert(model.eval(), alphas=alphas, **budget, **timing)
     meta = {"model": args.model, "width": args.width, "num_classes": args.num_classes, "normalize": args.normalize,
-            "beta": args.beta, "macs_ratio": args.macs_ratio, "max_channels": args.max_channels,
-            "alphas": str(args.alphas) if args.alphas else None, "checkpoint": str(args.checkpoint),
+            **budget, "alphas": str(args.alphas) if args.alphas else None, "checkpoint": str(args.checkpoint),
             "macs_before": int(report.attrs["macs_total_before"]), "macs_after": int(report.attrs["macs_total_after"])}
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"format": FORMAT, "meta": meta, "state_dict": converted.state_dict()}, out)
-    return {"output": str(out), "layers_converted": int(report["converted"].sum()),
-            "mac_ratio": meta["macs_before"] / max(meta["macs_after"], 1), **meta}
-
-
-def load_converted_file(path: str | Path) -> tuple[torch.nn.Module, dict]:
-    """Rebuild the eval-mode converted model and its metadata from a file written by `gdws convert`."""
-    from gdws.core import load_converted
-    from gdws.models import create_model
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no converted model at {path}; create one with `gdws convert CHECKPOINT ... -o {path}`")
-    data = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path} was not written by `gdws convert` (missing format {FORMAT!r}); convert it first")
-    meta = data["meta"]
-    model = create_model(meta["model"], num_classes=meta["num_classes"], width=meta["width"],
-                         normalize=meta["normalize"])
-    return load_converted(model, data["state_dict"]).eval(), meta
+    out = save_converted_file(converted.cpu(), meta, args.output)
+    summary = {"output": str(out), "layers_converted": int(report["converted"].sum()),
+               "mac_ratio": meta["macs_before"] / max(meta["macs_after"], 1), **meta}
+    if args.speedup is not None:
+        summary.update({k: v for k, v in report.attrs.items() if k not in meta})
+        summary["layers"] = report.loc[report["form"].notna(), ["name", "G", "form", "latency_ms", "error"]].astype(
+            {"G": "float"}).to_dict("records")
+    return summary
 
 
 def _export(args: argparse.Namespace) -> dict:
     from gdws.fast import optimize_for_inference
+    from gdws.fast.artifact import load_converted_file
     from gdws.fast.onnx_export import check_onnx, export_onnx, ort_fps
 
     if args.batch_size < 1:

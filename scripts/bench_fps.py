@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from gdws.core import convert
 from gdws.fast import fold_batchnorm, optimize_for_inference
-from gdws.fast.benchmarking import convert_every_layer
+from bench_common import convert_every_layer
 from gdws.metrics import device_name, measure_fps
 from gdws.models import create_model, load_checkpoint
 

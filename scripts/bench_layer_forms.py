@@ -21,10 +21,10 @@ import torch
 from torch import nn
 
 from gdws.core import GDWSConv2d, convert
-from gdws.fast.benchmarking import convert_every_layer, machine_peaks
+from bench_common import convert_every_layer, machine_peaks
 from gdws.fast.candidates import build_forms
 from gdws.fast.forms import Stacked, Straightforward
-from gdws.fast.select import _capture_inputs, time_call
+from gdws.fast.timing import capture_inputs, time_call
 from gdws.fast.spec import GDWSSpec
 from gdws.metrics import device_name
 from gdws.models import create_model, load_checkpoint
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         conv, _ = convert_every_layer(model, r)
         label = f"every layer 1/{r}"
     names = [n for n, m in conv.named_modules() if isinstance(m, GDWSConv2d)]
-    inputs, _ = _capture_inputs(conv, names, torch.rand(args.batch, 3, 32, 32))
+    inputs, _ = capture_inputs(conv, names, torch.rand(args.batch, 3, 32, 32))
     peaks = machine_peaks()
     out = [f"# Per-layer roofline: {args.model} ({'checkpoint ' + args.checkpoint if args.checkpoint else 'random init'}), "
            f"{label}, batch {args.batch}", "",

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from .shapes import conv_output_length, conv_pads
 from .discovery import eval_mode, model_device_dtype, skip_reasons, trace_layers
 from .layer import check_conv
 
@@ -66,19 +67,14 @@ def pgd_attack(model: nn.Module, images: Tensor, labels: Tensor, eps: float = 8 
 def unfold_input(conv: nn.Conv2d, x: Tensor) -> Tensor:
     """Patches the conv reads, [N, C*kh*kw, H'*W'], for any padding kind and padding_mode."""
     (kh, kw), (dh, dw) = conv.kernel_size, conv.dilation
-    if conv.padding == "valid":
-        pads = (0, 0, 0, 0)
-    elif conv.padding == "same":  # PyTorch puts the odd extra pixel on the right/bottom
-        th, tw = dh * (kh - 1), dw * (kw - 1)
-        pads = (tw // 2, tw - tw // 2, th // 2, th - th // 2)
-    else:
-        pads = (conv.padding[1], conv.padding[1], conv.padding[0], conv.padding[0])
+    pads = conv_pads(conv.kernel_size, conv.dilation, conv.padding)
     if any(pads):
         x = F.pad(x, pads, mode="constant" if conv.padding_mode == "zeros" else conv.padding_mode)
     x = x.contiguous()
     n, c, h, w = x.shape
     sh, sw = conv.stride
-    oh, ow = (h - dh * (kh - 1) - 1) // sh + 1, (w - dw * (kw - 1) - 1) // sw + 1
+    # x is already padded: no padding left to add to the output-size formula
+    oh, ow = conv_output_length(h, kh, sh, 0, dh), conv_output_length(w, kw, sw, 0, dw)
     st = x.stride()
     # a strided view [N, C, kh, kw, H', W'] copied once: same layout as F.unfold, several times faster on CPU
     patches = x.as_strided((n, c, kh, kw, oh, ow), (st[0], st[1], dh * st[2], dw * st[3], sh * st[2], sw * st[3]))

@@ -47,6 +47,14 @@ def check_macs_ratio(macs_ratio: float) -> float:
     return float(macs_ratio)
 
 
+def check_speedup(speedup: float) -> float:
+    """Validate a latency budget r (finite, > 1): the optimised converted model r times faster than dense."""
+    if isinstance(speedup, bool) or not isinstance(speedup, numbers.Real) or not math.isfinite(speedup) \
+            or speedup <= 1:
+        raise ValueError(f"speedup must be a finite number > 1 (2 means half the dense latency), got {speedup!r}")
+    return float(speedup)
+
+
 def _layer_segments(layer: BudgetLayer, allow_dense: bool) -> tuple[list[tuple[float, float, int]], Tensor]:
     """Hull segments (cost, profit, components-after or -1 for dense) of one layer, and its score order."""
     flat = layer.scores.reshape(-1)

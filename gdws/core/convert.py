@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from collections import Counter
 from typing import Sequence
 
@@ -10,7 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .allocation import Decomposition, check_beta, check_max_channels, lego_g, mego_g
-from .budget import BudgetLayer, allocate_macs, check_macs_ratio
+from .budget import BudgetLayer, allocate_macs, check_macs_ratio, check_speedup
 from .discovery import default_example_input, skip_reasons, trace_layers
 from .layer import GDWSConv2d
 
@@ -27,12 +28,23 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
             macs_ratio: float | None = None, alphas: dict[str, Tensor] | None = None,
             example_input: Tensor | None = None, input_size: Sequence[int] = (3, 32, 32),
             include: Sequence[str] | None = None, exclude: Sequence[str] | None = None, skip_first: bool = True,
-            implicit: bool = False, force: bool = False) -> tuple[nn.Module, pd.DataFrame]:
+            implicit: bool = False, force: bool = False, speedup: float | None = None,
+            device: torch.device | str | None = None,
+            latency_cache: str | os.PathLike | bool | None = None,
+            latency_time: float = 0.05) -> tuple[nn.Module, pd.DataFrame]:
     """Convert a pre-trained network to GDWS; returns (converted deep copy, per-Conv2d report). The input is untouched.
 
     Exactly one budget: `beta` (LEGO, same error budget in every layer), `max_channels` (MEGO, same G budget in every
-    layer) or `macs_ratio` (network-level: total MACs after <= total before / r, counting every Conv2d and Linear,
-    with the least total weighted error). macs_ratio is solved greedily by score per MAC on each layer's convex hull
+    layer), `macs_ratio` (network-level: total MACs after <= total before / r, counting every Conv2d and Linear,
+    with the least total weighted error) or `speedup` (network-level latency: the least total weighted error such
+    that the model optimised by gdws.fast.optimize_for_inference measures >= speedup x faster than the BN-folded
+    dense model on `device` (default: example_input's) for example_input's batch size; see gdws.fast.speedup.
+    Per-layer latency tables are cached in `latency_cache` (default ~/.cache/gdws/latency or $GDWS_LATENCY_CACHE;
+    False: no cache); latency_time: seconds of timing per candidate and measurement (more on a noisy machine).
+    The report then also has columns form (chosen by optimize_for_inference), latency_ms
+    (measured) and predicted_ms (latency table), and attrs speedup_requested / speedup_measured / t_dense_ms /
+    t_converted_ms / error_gap (certified distance of the knapsack solution to the optimum, in error units).
+    macs_ratio is solved greedily by score per MAC on each layer's convex hull
     of options (components, or staying dense when that is cheaper); optimality gap: total error <= optimal total
     error + the score of the first hull segment that did not fit (the fractional-knapsack bound; proof in
     gdws.core.budget), returned in report.attrs['macs_ratio_gap'] (0 means optimal). An unreachable r raises a
@@ -46,10 +58,11 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
     Report columns: name, C, K, M, stride, groups, G, error, macs_before, macs_after, converted, reason, g_hist
     (MACs per sample; attrs 'macs_total_before'/'macs_total_after' include the Linear layers and unconverted convs).
     """
-    budgets = [b is not None for b in (beta, max_channels, macs_ratio)]
+    budgets = [b is not None for b in (beta, max_channels, macs_ratio, speedup)]
     if sum(budgets) != 1:
-        raise ValueError("pass exactly one of beta= (per-layer error budget), max_channels= (per-layer G budget) "
-                         "or macs_ratio= (network MAC reduction factor)")
+        raise ValueError("pass exactly one of beta= (per-layer error budget), max_channels= (per-layer G budget), "
+                         "macs_ratio= (network MAC reduction factor) or speedup= (measured latency reduction factor)")
+    speedup = check_speedup(speedup) if speedup is not None else None
     beta = check_beta(beta) if beta is not None else None
     max_channels = check_max_channels(max_channels) if max_channels is not None else None
     macs_ratio = check_macs_ratio(macs_ratio) if macs_ratio is not None else None
@@ -75,6 +88,16 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
         total_before = sum(t.dense_macs() for t in traces.values())
         fixed = total_before - sum(b.dense_cost for b in cands)
         gs, gap = allocate_macs(cands, total_before, fixed, macs_ratio, allow_dense=not force)
+    elif speedup is not None:
+        # imported here: measuring latency needs the fast forms, and gdws.fast itself imports the core
+        from gdws.fast.speedup import allocate_speedup
+
+        device = torch.device(device) if device is not None else example_input.device
+        target = copy.deepcopy(model).eval().to(device)
+        speed = allocate_speedup(target, {n: d.scores for n, d in decs.items()}, example_input.to(device), speedup,
+                                 lambda gs: _built(target, decs, gs), latency_cache, allow_dense=not force,
+                                 min_run_time=latency_time)
+        gs = speed.gs
     else:
         gs = {n: lego_g(d.scores, beta) if beta is not None else mego_g(d.scores, max_channels)
               for n, d in decs.items()}
@@ -89,11 +112,11 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
         if not reason:
             g = gs[name]
             if g is None:
-                row["reason"] = "kept dense by MAC budget"
+                row["reason"] = "kept dense by " + ("latency" if speedup is not None else "MAC") + " budget"
             else:
                 after = int(g.sum()) * unit_cost(name)
                 row["G"] = int(g.sum())
-                if after >= before and not force:
+                if after >= before and not force and speedup is None:  # speedup: measured faster is enough
                     row["reason"] = "no MAC gain"
                 else:
                     plan = decs[name].plan(g)
@@ -101,12 +124,26 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
                     _replace(converted, name, conv, plan, implicit)
         rows.append(row)
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS).astype({"G": "Int64"})
+    if speedup is not None:
+        report["form"] = report["name"].map(speed.forms)
+        report["latency_ms"] = report["name"].map(speed.measured) * 1e3
+        report["predicted_ms"] = report["name"].map(speed.predicted) * 1e3
+        report.attrs.update(speed.attrs)
     linear = sum(t.dense_macs() for t in traces.values() if isinstance(t.module, nn.Linear))
     report.attrs["macs_total_before"] = int(report["macs_before"].sum()) + linear
     report.attrs["macs_total_after"] = int(report["macs_after"].sum()) + linear
     if macs_ratio is not None:
         report.attrs["macs_ratio_gap"] = gap
     return converted, report
+
+
+def _built(model: nn.Module, decs: dict, gs: dict[str, Tensor | None]) -> nn.Module:
+    """A copy of ``model`` with the GDWS layers of allocation ``gs`` (None keeps a layer dense)."""
+    out = copy.deepcopy(model)
+    for name, g in gs.items():
+        if g is not None:
+            _replace(out, name, out.get_submodule(name), decs[name].plan(g), implicit=False)
+    return out
 
 
 def _replace(model: nn.Module, name: str, conv: nn.Conv2d, plan, implicit: bool) -> None:

@@ -6,14 +6,7 @@ from torch import Tensor, nn
 from torch.nn.modules.utils import _pair
 
 from .allocation import GDWSPlan, compose_weight, index_from_g, lego, mego
-
-
-def _conv_output_size(size: int, kernel: int, stride: int, padding: int | str, dilation: int) -> int:
-    """Output length of a conv along one dimension, for every padding kind nn.Conv2d accepts."""
-    if padding == "same":
-        return size  # PyTorch only allows 'same' with stride 1
-    pad = 0 if padding == "valid" else 2 * padding
-    return (size + pad - dilation * (kernel - 1) - 1) // stride + 1
+from .shapes import conv_output_hw, conv_pads
 
 
 class GDWSConv2d(nn.Module):
@@ -119,10 +112,9 @@ class GDWSConv2d(nn.Module):
 
     def output_size(self, hw: tuple[int, int]) -> tuple[int, int]:
         """Spatial output size (H', W') for an input of spatial size hw."""
-        pads = self.padding
-        return tuple(_conv_output_size(hw[i], self.kernel_size[i], self.stride[i],
-                                       pads if isinstance(pads, str) else pads[i], self.dilation[i])
-                     for i in range(2))
+        pads = conv_pads(self.kernel_size, self.dilation, self.padding)
+        return tuple(conv_output_hw(list(hw), list(self.kernel_size), list(self.stride), list(pads),
+                                    list(self.dilation)))
 
     def macs(self, output_hw: tuple[int, int]) -> int:
         """Multiply-accumulates per sample: (kh*kw + M) * G * H' * W'."""

@@ -6,6 +6,7 @@ from typing import List
 import torch
 import torch.nn.functional as F
 
+from gdws.core.shapes import conv_output_hw
 from gdws.fast.forms import Form, padded_factors, sorted_channels
 from gdws.fast.spec import GDWSSpec
 
@@ -25,10 +26,7 @@ class _Geometry(Form):
         self.out_channels: int = spec.out_channels
 
     def _out_hw(self, h: int, w: int) -> List[int]:
-        p = self.pads
-        ho = (h + p[2] + p[3] - self.dilation[0] * (self.kernel[0] - 1) - 1) // self.stride[0] + 1
-        wo = (w + p[0] + p[1] - self.dilation[1] * (self.kernel[1] - 1) - 1) // self.stride[1] + 1
-        return [ho, wo]
+        return conv_output_hw([h, w], self.kernel, self.stride, self.pads, self.dilation)
 
 
 class Unfold(_Geometry):

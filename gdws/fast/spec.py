@@ -11,6 +11,9 @@ from dataclasses import dataclass, replace
 import torch
 from torch import nn
 
+from gdws.core.allocation import compose_weight, index_from_g
+from gdws.core.shapes import conv_pads
+
 
 @dataclass(frozen=True)
 class GDWSSpec:
@@ -46,35 +49,21 @@ class GDWSSpec:
         return int(self.g.sum())
 
     def index(self) -> torch.Tensor:
-        """Input channel read by each intermediate channel: [0]*g_0 + [1]*g_1 + ..."""
-        return torch.repeat_interleave(torch.arange(self.in_channels), self.g.cpu())
+        """Input channel read by each intermediate channel: [0]*g_0 + [1]*g_1 + ... (on the CPU)."""
+        return index_from_g(self.g.cpu())
 
     def offsets(self) -> torch.Tensor:
         """Row of channel c's first kernel in ``depthwise`` (exclusive cumulative sum of g)."""
         return torch.cumsum(self.g.cpu(), 0) - self.g.cpu()
 
     def weight_hat(self) -> torch.Tensor:
-        """The equivalent dense weight What [M, C, kh, kw]: What_c = P_c D_c."""
-        kh, kw = self.kernel_size
-        m, c = self.out_channels, self.in_channels
-        w = torch.zeros(m, c, kh * kw, dtype=self.pointwise.dtype, device=self.pointwise.device)
-        if self.G > 0:
-            # one rank-1 term per intermediate channel, summed into the channel it reads
-            terms = self.pointwise[:, :, None] * self.depthwise.reshape(1, self.G, kh * kw)
-            w.index_add_(1, self.index().to(w.device), terms)
-        return w.reshape(m, c, kh, kw)
+        """The equivalent dense weight What [M, C, kh, kw]."""
+        index = self.index().to(self.pointwise.device)
+        return compose_weight(self.depthwise, self.pointwise, index, self.in_channels)
 
     def pads(self) -> tuple[int, int, int, int]:
         """Explicit (left, right, top, bottom) padding, resolving 'same'/'valid' as nn.Conv2d does."""
-        if isinstance(self.padding, str):
-            if self.padding == "valid":
-                return (0, 0, 0, 0)
-            # nn.Conv2d(padding='same') puts the odd extra pixel on the right/bottom
-            th = self.dilation[0] * (self.kernel_size[0] - 1)
-            tw = self.dilation[1] * (self.kernel_size[1] - 1)
-            return (tw // 2, tw - tw // 2, th // 2, th - th // 2)
-        ph, pw = self.padding
-        return (pw, pw, ph, ph)
+        return conv_pads(self.kernel_size, self.dilation, self.padding)
 
     def fold_batchnorm(self, bn: nn.BatchNorm2d) -> "GDWSSpec":
         """Return the spec of this layer followed by ``bn`` in eval mode (folded into the pointwise stage)."""

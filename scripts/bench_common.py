@@ -1,13 +1,19 @@
-"""Helpers shared by the benchmark scripts: a spectrum-independent conversion and machine peaks."""
+"""Helpers shared by the benchmark scripts (not library code): a spectrum-independent conversion, machine peaks,
+paired end-to-end timing and the header every result file starts with."""
 from __future__ import annotations
 
 import copy
+import datetime
+import os
+import shlex
+import statistics
+import sys
 
 import torch
 from torch import nn
 
 from gdws.core import GDWSConv2d, convert
-from gdws.fast.select import time_call
+from gdws.fast.timing import time_call, time_rounds
 
 
 def convert_every_layer(model: nn.Module, ratio: float) -> tuple[nn.Module, float]:
@@ -37,3 +43,24 @@ def machine_peaks(device: str = "cpu", min_run_time: float = 0.5) -> dict:
     big, dst = torch.randn(64 * 2**20, device=device), torch.empty(64 * 2**20, device=device)
     copy_s = time_call(dst.copy_, big, min_run_time).median  # preallocated: no page faults in the timing
     return {"gemm_gflops": 2 * 2048**3 / gemm / 1e9, "copy_gbs": 2 * big.numel() * 4 / copy_s / 1e9}
+
+
+def paired_speedups(models: dict[str, nn.Module], x: torch.Tensor, seconds: float, rounds: int = 5) -> dict:
+    """Median seconds of each model and, per model, the median and range of its per-round speed-up over 'dense'.
+
+    Models are timed alternately in one process (`time_rounds`), so each round's ratio compares like with like.
+    """
+    runs = time_rounds(models, x, seconds * len(models), rounds)
+    out = {}
+    for k, v in runs.items():
+        ratios = [d / t for d, t in zip(runs["dense"], v)]
+        out[k] = {"s": statistics.median(v), "speedup": statistics.median(ratios), "lo": min(ratios), "hi": max(ratios)}
+    return out
+
+
+def header(title: str) -> list[str]:
+    """Markdown title, the exact command, date, torch, threads and load average (noisy-machine context)."""
+    return [f"# {title}", "", f"Command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`", "",
+            f"Date (UTC): {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}; torch {torch.__version__}; "
+            f"threads {torch.get_num_threads()}; load average at start {os.getloadavg()[0]:.2f} (1 min) on "
+            f"{os.cpu_count()} CPUs", ""]

@@ -1,0 +1,160 @@
+"""Latency budget: spread GDWS components over layers for a MEASURED end-to-end speed-up r (convert(speedup=r)).
+
+Model. The optimised converted network takes T_fixed + sum_l t_l(choice_l), where t_l is read from the layer's
+measured latency table (gdws.fast.latency_table: best G-only form at each G, and the dense conv) and T_fixed is
+everything that is not a candidate layer: the model with every candidate at G = 0, timed end to end in the same
+interleaved rounds as the BN-folded dense model (T_dense). The tables are rescaled so that their dense entries
+sum to T_dense - T_fixed: isolated layers run with their weights hot in cache and maybe under another load.
+Options of layer l: dense (error 0), or G on a fine grid up to the measured range
+(latency interpolated linearly between measured points; error = the least weighted error at that G, i.e. the
+dropped scores of MEGO). The multiple-choice knapsack min sum error s.t. sum t_l <= T_dense / r - T_fixed is
+solved by gdws.core.mck (DP over a discretised latency axis, with a certified optimality gap).
+
+Verification. The allocation is built, optimised (optimize_for_inference) and timed against the dense model in
+interleaved rounds (paired ratios). When the measured speed-up misses r (or exceeds it by more than OVERSHOOT,
+which wastes error), the tables are rescaled by measured / predicted time of the converted layers (factor
+clamped to [1/1.5, 1.5]) and the knapsack solved again (at most `max_iters` times). Returned: the first allocation within [r, r (1 + OVERSHOOT)], else the least-error
+one that met r, else the fastest one measured, with a warning.
+"""
+from __future__ import annotations
+
+import copy
+import statistics
+import warnings
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from gdws.core.allocation import mego_g
+from gdws.core.mck import solve_mck
+from gdws.fast.fold import fold_batchnorm
+from gdws.fast.latency_table import LayerShape, latency_table
+from gdws.fast.select import optimize_for_inference
+from gdws.fast.timing import capture_inputs, time_rounds
+
+GRID_POINTS = 48  # options per layer besides dense: enough that the latency axis, not G, limits the solution
+OVERSHOOT = 0.1  # a measured speed-up up to 10 % above r is accepted; beyond, the budget is relaxed (less error)
+CALIBRATION_CLAMP = 1.5  # largest factor by which one verification may rescale the latency tables
+
+
+@dataclass
+class LayerOptions:
+    """The choices of one layer: G per option (None = dense), their table latency (s) and weighted error."""
+
+    G: list[int | None]
+    seconds: list[float]
+    errors: list[float]
+
+
+@dataclass
+class SpeedupResult:
+    """The returned allocation with its evidence: per layer g (None = dense), form and measured seconds."""
+
+    gs: dict[str, Tensor | None]
+    forms: dict[str, str] = field(default_factory=dict)
+    measured: dict[str, float] = field(default_factory=dict)
+    predicted: dict[str, float] = field(default_factory=dict)
+    attrs: dict[str, float] = field(default_factory=dict)
+
+
+def layer_options(scores: Tensor, table: dict, allow_dense: bool = True, scale: float = 1.0) -> LayerOptions:
+    """Options of one layer from its score matrix [C, r] and latency table (see the module docstring).
+
+    scale multiplies the table's seconds (the ratio of the current to the table's load, see allocate_speedup).
+    """
+    kept = torch.cumsum(torch.sort(scores.reshape(-1), descending=True).values, 0)
+    total = float(kept[-1]) if kept.numel() else 0.0
+    top = min(table["G"][-1], kept.numel())
+    grid = sorted({*(round(top * i / GRID_POINTS) for i in range(GRID_POINTS + 1)), *(g for g in table["G"] if g <= top)})
+    seconds = [scale * _interp(g, table["G"], table["seconds"]) for g in grid]
+    errors = [max(0.0, total - (float(kept[g - 1]) if g > 0 else 0.0)) for g in grid]
+    opts = LayerOptions(list(grid), seconds, errors)
+    if allow_dense:
+        opts.G.append(None)
+        opts.seconds.append(scale * float(table["dense_seconds"]))
+        opts.errors.append(0.0)
+    return opts
+
+
+def _interp(g: int, xs: list[int], ys: list[float]) -> float:
+    """Piecewise-linear interpolation of the measured (G, seconds) points at G = g (xs ascending, g in range)."""
+    for (x0, y0), (x1, y1) in zip(zip(xs, ys), zip(xs[1:], ys[1:])):
+        if x0 <= g <= x1:
+            return y0 if x1 == x0 else y0 + (y1 - y0) * (g - x0) / (x1 - x0)
+    return ys[-1]
+
+
+def _paired_speedup(dense: nn.Module, converted: nn.Module, x: Tensor, seconds: float) -> tuple[float, float, float]:
+    """(median dense / converted ratio over interleaved rounds, median dense s, median converted s)."""
+    runs = time_rounds({"dense": dense, "converted": converted}, x, seconds, rounds=5)
+    ratio = statistics.median(d / c for d, c in zip(runs["dense"], runs["converted"]))
+    return ratio, statistics.median(runs["dense"]), statistics.median(runs["converted"])
+
+
+def allocate_speedup(model: nn.Module, scores: dict[str, Tensor], x: Tensor, speedup: float,
+                     build: Callable[[dict[str, Tensor | None]], nn.Module], cache_dir=None,
+                     allow_dense: bool = True, max_iters: int = 3, min_run_time: float = 0.05) -> SpeedupResult:
+    """Least-error allocation whose optimised model measures >= ``speedup`` x faster than the dense one.
+
+    model: the dense eval-mode model on the target device; scores: {candidate layer: score matrix [C, r]};
+    x: the example batch on the target device (its batch size is the one optimised for); build(gs): the
+    converted model for an allocation {name: g or None}; cache_dir: latency-table cache (None: default,
+    False: no cache). Raises ValueError when the tables say even the cheapest choice cannot reach ``speedup``.
+    """
+    inputs, _ = capture_inputs(model, list(scores), x)
+    tables = {n: latency_table(LayerShape.of(model.get_submodule(n), inputs[n]), x.device, cache_dir, min_run_time)
+              for n in scores}
+    dense = fold_batchnorm(copy.deepcopy(model).eval())
+    # T_fixed: the model with every candidate at G = 0 (a constant output), timed in the same rounds as the dense
+    # model. The dense layers then take t_dense - t_fixed inside the network, which rescales the isolated tables
+    # (measured at another time and with weights hot in cache) to in-network latency.
+    floor = fold_batchnorm(build({n: torch.zeros(s.shape[0], dtype=torch.long) for n, s in scores.items()}).eval())
+    runs = time_rounds({"model": dense, "floor": floor}, x, 10 * min_run_time)
+    t_dense, t_fixed = (statistics.median(runs[k]) for k in ("model", "floor"))
+    scale = max(t_dense - t_fixed, 1e-12) / sum(t["dense_seconds"] for t in tables.values())
+    opts = {n: layer_options(scores[n], tables[n], allow_dense, scale) for n in scores}
+    capacity = t_dense / speedup - t_fixed
+    cheapest = sum(min(o.seconds) for o in opts.values())
+    if capacity < cheapest:
+        raise ValueError(f"speedup={speedup:g} is unreachable by the measured latency tables: the layers that are not "
+                         f"converted take {t_fixed * 1e3:.3f} of {t_dense * 1e3:.3f} ms, so the largest predicted "
+                         f"speed-up is {t_dense / (t_fixed + cheapest):.3g}; ask for less or include more layers")
+    names = list(opts)
+    tried: list[tuple[float, SpeedupResult]] = []
+    for it in range(max_iters):
+        sol = solve_mck([opts[n].seconds for n in names], [opts[n].errors for n in names], max(capacity, cheapest))
+        picks = {n: opts[n].G[o] for n, o in zip(names, sol.choice)}
+        gs = {n: None if G is None else mego_g(scores[n], G) for n, G in picks.items()}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the model-level check's notes: its choice is reported below
+            opt, report = optimize_for_inference(build(gs), x, min_run_time=2 * min_run_time, report=True)
+        ratio, t_d, t_c = _paired_speedup(dense, opt, x, 10 * min_run_time)
+        rows = report.set_index("name") if len(report) else report  # no GDWS layer: every layer kept dense
+        result = SpeedupResult(gs, predicted={n: opts[n].seconds[o] for n, o in zip(names, sol.choice)})
+        for n in names:
+            if n in rows.index:
+                form = rows.loc[n, "chosen"]
+                result.forms[n], result.measured[n] = form, float(rows.loc[n, f"t_{form}"])
+            else:  # kept dense: the original conv, whose latency the table measured
+                result.forms[n], result.measured[n] = "original conv", scale * tables[n]["dense_seconds"]
+        result.attrs = {"speedup_requested": speedup, "speedup_measured": ratio, "t_dense_ms": t_d * 1e3,
+                        "t_converted_ms": t_c * 1e3, "t_fixed_ms": t_fixed * 1e3, "budget_ms": capacity * 1e3,
+                        "speedup_predicted": t_dense / (t_fixed + sol.cost), "error": sol.error, "error_gap": sol.gap,
+                        "iterations": it + 1}
+        tried.append((ratio, result))
+        if speedup <= ratio <= speedup * (1 + OVERSHOOT) or (ratio < speedup and capacity <= cheapest):
+            return result
+        # calibrate the tables by the measured/predicted time of the converted layers and solve again; the factor
+        # is clamped so that one burst of load during the check cannot collapse (or blow up) the budget
+        k = min(CALIBRATION_CLAMP, max(1 / CALIBRATION_CLAMP, (t_c - t_fixed) / max(sol.cost, 1e-12)))
+        capacity = max(cheapest, (t_d / speedup - t_fixed) / k)
+    met = [(res.attrs["error"], res) for ratio, res in tried if ratio >= speedup]
+    if met:  # every allocation that met r overshot it: the least-error one
+        return min(met, key=lambda t: t[0])[1]
+    ratio, best = max(tried, key=lambda t: t[0])
+    warnings.warn(f"speedup={speedup:g}: the best allocation measured {ratio:.2f}x after {max_iters} tries (timing "
+                  "noise, or latency that the per-layer tables do not capture); returning it")
+    return best
+
