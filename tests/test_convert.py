@@ -133,3 +133,24 @@ def test_bad_arguments(model):
         convert(model, beta=0.1, alphas={"module.stem": torch.ones(3)})
     with pytest.raises(ValueError, match="alpha must have shape"):
         convert(model, beta=0.1, input_size=(3, 16, 16), alphas={"body.0": torch.ones(3)})
+
+
+class StandardizedConv(nn.Conv2d):
+    """A conv that standardises its weight in forward: it does not compute conv(x, self.weight)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.weight
+        w = (w - w.mean((1, 2, 3), keepdim=True)) / (w.std((1, 2, 3), keepdim=True) + 1e-5)
+        return self._conv_forward(x, w, self.bias)
+
+
+def test_conv_subclasses_with_their_own_forward_are_left_alone():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), StandardizedConv(16, 32, 3, padding=1), nn.ReLU(),
+                        nn.Conv2d(32, 32, 3, padding=1))
+    x = torch.rand(2, 3, 8, 8)
+    fast, report = convert(net, beta=0.0, force=True)  # beta 0: every converted layer is exact
+    reasons = dict(zip(report["name"], report["reason"]))
+    assert reasons["1"] == "custom Conv2d forward" and isinstance(fast[1], StandardizedConv)
+    assert isinstance(fast[3], GDWSConv2d)
+    torch.testing.assert_close(fast(x), net(x), rtol=1e-4, atol=1e-4)

@@ -106,8 +106,9 @@ def skip_reasons(traces: dict[str, LayerTrace], include: Sequence[str] | None = 
     """Default GDWS skip rules for every Conv2d: {name: reason}, reason '' for a conversion candidate.
 
     Reasons, in priority order: 'excluded' (matches an `exclude` fnmatch pattern), 'grouped/depthwise' (groups > 1),
-    'not used in forward', 'first conv' (first conv executed, if skip_first), '1x1'. A name matching an `include`
-    pattern overrides the last two (it is converted even if it is the first conv or 1x1).
+    'custom Conv2d forward' (a subclass that overrides forward), 'not used in forward', 'first conv' (first conv
+    executed, if skip_first), '1x1'. A name matching an `include` pattern overrides the last two (it is converted
+    even if it is the first conv or 1x1).
     """
     convs = {n: t for n, t in traces.items() if isinstance(t.module, nn.Conv2d)}
     called = [t for t in convs.values() if t.called]
@@ -119,6 +120,9 @@ def skip_reasons(traces: dict[str, LayerTrace], include: Sequence[str] | None = 
             reasons[name] = "excluded"
         elif t.module.groups != 1:
             reasons[name] = "grouped/depthwise"
+        elif type(t.module).forward is not nn.Conv2d.forward:
+            # e.g. weight standardisation: the layer does not compute conv(x, weight), so What would be wrong
+            reasons[name] = "custom Conv2d forward"
         elif not t.called:
             reasons[name] = "not used in forward"
         elif skip_first and name == first and not forced:

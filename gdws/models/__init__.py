@@ -5,6 +5,6 @@ Importing this package imports each family module so its ``@register_model`` bui
 from gdws.models.registry import create_model, list_models, register_model
 from gdws.models.normalize import Normalize
 from gdws.models.checkpoint import load_checkpoint
-from gdws.models import mobilenet, preact_resnet, resnet20, resnet_dws, robnet, vgg, wrn  # noqa: F401  (registers builders)
+from gdws.models import cifar_resnet, mobilenet, preact_resnet, resnet_dws, robnet, vgg, wrn  # noqa: F401  (registers builders)
 
 __all__ = ["create_model", "list_models", "register_model", "load_checkpoint", "Normalize"]

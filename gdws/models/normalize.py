@@ -10,10 +10,12 @@ from typing import Sequence, Union
 import torch
 from torch import nn
 
-#: Channel means / standard deviations of the training sets (RGB, images scaled to [0, 1]).
+#: Channel means / standard deviations of the training sets (RGB, images scaled to [0, 1]). "imagenet" is there
+#: because many published CIFAR checkpoints (e.g. the common CIFAR ResNet-20..110 ones) were trained with it.
 DATASET_STATS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)),
     "svhn": ((0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970)),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
 }
 
 NormalizeSpec = Union[str, None, tuple[Sequence[float], Sequence[float]], list]

@@ -44,7 +44,7 @@ def create_model(
         name: one of :func:`list_models`.
         num_classes: size of the output layer.
         width: multiplies every channel count (1.0 is the paper's model).
-        normalize: ``"cifar10"``, ``"svhn"``, ``None`` or ``(mean, std)``; applied inside the model.
+        normalize: ``"cifar10"``, ``"svhn"``, ``"imagenet"``, ``None`` or ``(mean, std)``; applied inside the model.
         **kwargs: family-specific options (e.g. ``base_width`` for ``resnet20``).
     """
     if name not in _REGISTRY:

@@ -32,6 +32,12 @@ def project_relative(path: str | os.PathLike, root: str | os.PathLike) -> str:
         return str(path)
 
 
+def _model_label(cfg: DictConfig) -> str:
+    """The model config's name (resnet20 and resnet20_w40 differ); a zoo model adds its zoo name."""
+    config = choice("model", str(cfg.model.get("name")))
+    return f"{config}:{cfg.model.name}" if config == "robustbench" else config
+
+
 def build_row(cfg: DictConfig, facts: dict[str, Any]) -> dict[str, Any]:
     """Assemble the row from the run's identity (config choices) and the ``facts`` its steps returned."""
     root = cfg.paths.root_dir
@@ -43,7 +49,7 @@ def build_row(cfg: DictConfig, facts: dict[str, Any]) -> dict[str, Any]:
         "paper_row": cfg.get("paper_row"),
         "scale": cfg.get("scale"),
         "experiment": choice("experiment"),
-        "model": choice("model", str(cfg.model.get("name"))),  # the config name: resnet20 and resnet20_w40 differ
+        "model": _model_label(cfg),
         "width": cfg.model.get("width"),
         "data": choice("data", cfg.data.get("_target_", "").rsplit(".", 1)[-1]),
         "recipe": facts.pop("recipe"),

@@ -37,7 +37,7 @@ class Weights:
     """Where the model's weights came from."""
 
     path: Path          # the checkpoint file that was loaded
-    recipe: str         # train.method when trained here, "loaded" for weights.path
+    recipe: str         # train.method when trained here, "loaded" for weights.path, "pretrained" for a zoo model
     train_s: float      # seconds spent training in this run (0 when loaded or reused)
     trained_here: bool  # True when this run (not an earlier one) did the training
 
@@ -74,6 +74,9 @@ def obtain_weights(cfg: DictConfig, model: nn.Module, datamodule, logger: Logger
     """
     from gdws.models import load_checkpoint
 
+    source = getattr(model, "weights_source", None)  # a zoo model (model=robustbench) built with its weights
+    if source and not cfg.weights.get("path"):
+        return Weights(path=Path(source), recipe="pretrained", train_s=0.0, trained_here=False)
     if cfg.weights.get("path"):
         path = Path(str(cfg.weights.path)).expanduser()
         load_checkpoint(model, path, trusted=bool(cfg.weights.get("trusted", False)))

@@ -1,4 +1,8 @@
-"""He et al.'s CIFAR ResNet-20 (3 stages x 3 basic blocks, option-A shortcuts) with a configurable base width."""
+"""He et al.'s CIFAR ResNets 20/32/44/56/110 (3 stages of n basic blocks, option-A shortcuts), configurable width.
+
+Module names follow the widely published CIFAR ResNet checkpoints (conv1, bn1, layer1.0.conv1, ..., linear),
+and the option-A shortcut has no parameters, so those checkpoints load strictly.
+"""
 from __future__ import annotations
 
 import torch
@@ -45,7 +49,7 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """Stem conv3x3, three stages of ``n`` blocks at widths b/2b/4b (strides 1/2/2), avgpool, FC."""
+    """Stem conv3x3, three stages of ``n`` blocks at widths b/2b/4b (strides 1/2/2), avgpool, FC: depth 6n + 2."""
 
     def __init__(self, n: int, base_width: int, num_classes: int, width: float, normalize: NormalizeSpec) -> None:
         super().__init__()
@@ -79,3 +83,35 @@ def resnet20(
 ) -> CifarResNet:
     """ResNet-20; ``base_width`` 16 gives 269,722 params (1.03 MB), 40 gives 1,676,530 (6.40 MB)."""
     return CifarResNet(3, base_width, num_classes, width, normalize)
+
+
+@register_model
+def resnet32(
+    num_classes: int = 10, width: float = 1.0, normalize: NormalizeSpec = "cifar10", base_width: int = 16
+) -> CifarResNet:
+    """ResNet-32: 464,154 params at ``base_width`` 16."""
+    return CifarResNet(5, base_width, num_classes, width, normalize)
+
+
+@register_model
+def resnet44(
+    num_classes: int = 10, width: float = 1.0, normalize: NormalizeSpec = "cifar10", base_width: int = 16
+) -> CifarResNet:
+    """ResNet-44: 658,586 params at ``base_width`` 16."""
+    return CifarResNet(7, base_width, num_classes, width, normalize)
+
+
+@register_model
+def resnet56(
+    num_classes: int = 10, width: float = 1.0, normalize: NormalizeSpec = "cifar10", base_width: int = 16
+) -> CifarResNet:
+    """ResNet-56: 853,018 params at ``base_width`` 16."""
+    return CifarResNet(9, base_width, num_classes, width, normalize)
+
+
+@register_model
+def resnet110(
+    num_classes: int = 10, width: float = 1.0, normalize: NormalizeSpec = "cifar10", base_width: int = 16
+) -> CifarResNet:
+    """ResNet-110: 1,727,962 params at ``base_width`` 16."""
+    return CifarResNet(18, base_width, num_classes, width, normalize)
