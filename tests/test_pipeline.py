@@ -156,6 +156,14 @@ def test_a_moved_project_reuses_its_trained_network(tmp_path):
     assert float(row["train_s"]) == 0 and (moved / row["checkpoint"]).is_file()
 
 
+def test_autoattack_through_run_py(tmp_path):
+    out = _run(tmp_path, "data=synthetic", "attack=autoattack", "gdws=none", "data.eval_subset=8", "metrics.fps=false")
+    assert out.returncode == 0, out.stderr[-3000:]
+    (row,) = _rows(tmp_path)
+    assert row["attack"] == "autoattack-standard-Linf-eps8/255" and int(row["n_eval"]) == 8
+    assert 0 <= float(row["A_rob"]) <= float(row["A_nat"]) <= 100
+
+
 def _assert_clean_failure(out: subprocess.CompletedProcess, tmp: Path, csv_before: str, *needles: str) -> None:
     """Non-zero exit; the final error line (what the user reads) holds every needle; CSV untouched."""
     assert out.returncode != 0
