@@ -77,41 +77,21 @@ class CifarResNet(nn.Module):
         return self.linear(torch.flatten(F.adaptive_avg_pool2d(out, 1), 1))
 
 
-@register_model
-def resnet20(
-    num_classes: int = 10, width: float = 1.0, normalize: NormalizeSpec = "cifar10", base_width: int = 16
-) -> CifarResNet:
-    """ResNet-20; ``base_width`` 16 gives 269,722 params (1.03 MB), 40 gives 1,676,530 (6.40 MB)."""
-    return CifarResNet(3, base_width, num_classes, width, normalize)
+# The family as data: blocks per stage n gives depth 6n + 2. Parameter counts at base width 16: 269,722 (20),
+# 464,154 (32), 658,586 (44), 853,018 (56), 1,727,962 (110); resnet20 at base width 40: 1,676,530 (6.40 MB).
+DEPTHS = {"resnet20": 3, "resnet32": 5, "resnet44": 7, "resnet56": 9, "resnet110": 18}
 
 
-@register_model
-def resnet32(
-    num_classes: int = 10, width: float = 1.0, normalize: NormalizeSpec = "cifar10", base_width: int = 16
-) -> CifarResNet:
-    """ResNet-32: 464,154 params at ``base_width`` 16."""
-    return CifarResNet(5, base_width, num_classes, width, normalize)
+def _register_depth(name: str, blocks: int) -> None:
+    """Register the builder ``name``: a CIFAR ResNet with ``blocks`` basic blocks per stage."""
+    def build(num_classes: int = 10, width: float = 1.0, normalize: NormalizeSpec = "cifar10",
+              base_width: int = 16) -> CifarResNet:
+        return CifarResNet(blocks, base_width, num_classes, width, normalize)
+
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = f"{name}: {blocks} option-A basic blocks per stage at base width ``base_width`` (16, 32, 64)."
+    register_model(build)
 
 
-@register_model
-def resnet44(
-    num_classes: int = 10, width: float = 1.0, normalize: NormalizeSpec = "cifar10", base_width: int = 16
-) -> CifarResNet:
-    """ResNet-44: 658,586 params at ``base_width`` 16."""
-    return CifarResNet(7, base_width, num_classes, width, normalize)
-
-
-@register_model
-def resnet56(
-    num_classes: int = 10, width: float = 1.0, normalize: NormalizeSpec = "cifar10", base_width: int = 16
-) -> CifarResNet:
-    """ResNet-56: 853,018 params at ``base_width`` 16."""
-    return CifarResNet(9, base_width, num_classes, width, normalize)
-
-
-@register_model
-def resnet110(
-    num_classes: int = 10, width: float = 1.0, normalize: NormalizeSpec = "cifar10", base_width: int = 16
-) -> CifarResNet:
-    """ResNet-110: 1,727,962 params at ``base_width`` 16."""
-    return CifarResNet(18, base_width, num_classes, width, normalize)
+for _name, _blocks in DEPTHS.items():
+    _register_depth(_name, _blocks)
