@@ -105,15 +105,15 @@ def test_measure_speed_fast_inference_times_the_network_optimised_for_each_batch
 
     shapes = []
 
-    def optimize(model, example_input, device=None):  # stands in for the (slow) per-layer form selection
-        shapes.append(tuple(example_input.shape))
+    def optimize(model, example_input, device=None, min_run_time=None):  # stands in for the slow form selection
+        shapes.append((tuple(example_input.shape), min_run_time))
         return SlowNet()
 
     monkeypatch.setattr(gdws.fast, "optimize_for_inference", optimize)
     quick = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10))  # far faster than SlowNet by itself
     out = measure_speed(quick, (3, 8, 8), "cpu", throughput_batch_size=4, fast_inference=True, warmup=1,
-                        min_run_time=0.2)
-    assert shapes == [(1, 3, 8, 8), (4, 3, 8, 8)]
+                        min_run_time=0.2, select_time=0.03)
+    assert shapes == [((1, 3, 8, 8), 0.03), ((4, 3, 8, 8), 0.03)]  # chosen per batch size, at the asked timing
     assert out["fast_inference"] is True and out["fps"] <= 1.02 / CALL_S  # the optimised network was timed
 
 
