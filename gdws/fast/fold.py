@@ -9,13 +9,13 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 
-import torch
 from torch import fx, nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from gdws.core.layer import GDWSConv2d
 from gdws.fast.forms import Straightforward
 from gdws.fast.forms_explicit import Zero
-from gdws.fast.spec import GDWSSpec, bn_affine
+from gdws.fast.spec import GDWSSpec
 
 
 class _LeafTracer(fx.Tracer):
@@ -58,17 +58,8 @@ def _check_bn(bn: nn.BatchNorm2d, name: str) -> None:
 
 
 def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
-    """A new conv computing bn(conv(x)) for an eval-mode ``bn`` (computed in float64, cast back)."""
-    scale, shift = bn_affine(bn)
-    bias = shift if conv.bias is None else conv.bias.double() * scale + shift
-    w = conv.weight
-    out = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-                    conv.dilation, conv.groups, bias=True, padding_mode=conv.padding_mode,
-                    device=w.device, dtype=w.dtype)
-    with torch.no_grad():
-        out.weight.copy_((w.double() * scale.view(-1, 1, 1, 1)).to(w.dtype))
-        out.bias.copy_(bias.to(w.dtype))
-    return out.eval()
+    """A new conv computing bn(conv(x)) for an eval-mode ``bn`` (``torch.nn.utils.fusion``; ``conv`` is kept)."""
+    return fuse_conv_bn_eval(conv.eval(), bn).eval()
 
 
 def fold_into(model: nn.Module, specs: dict[str, GDWSSpec]) -> list[tuple[str, str]]:
