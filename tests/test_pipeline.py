@@ -451,6 +451,7 @@ def test_row_says_what_ran(tmp_path):
     # GDWS was asked for but replaced no layer: the network that ran is the dense one, and the row says so.
     assert row["method"] == "dense" and row["gdws_layers"] == 0 and row["gdws_constraint"] == "beta=0.5"
     assert row["checkpoint"] == "checkpoints/x/best.ckpt" and row["scale"] == "smoke"
+    assert row["git_commit"]  # the commit of the code, although the project root (tmp_path) is no repository
 
 
 def test_loaded_weights_replace_training(tmp_path):

@@ -12,6 +12,10 @@ from gdws.pipeline.context import choice
 from gdws.tracking import git_commit
 
 
+#: Where this code lives: the row records the commit of the code that made it, wherever the project root is.
+CODE_DIR = Path(__file__).resolve().parents[2]
+
+
 def method_label(prune_method: str | None, gdws_layers: int) -> str:
     """The paper's method column from what was done: dense, gdws, <prune> or <prune>+gdws.
 
@@ -44,7 +48,7 @@ def build_row(cfg: DictConfig, facts: dict[str, Any]) -> dict[str, Any]:
     prune_method = facts.pop("prune_method", None)
     row = {
         "time": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "git_commit": git_commit(root),
+        "git_commit": git_commit(CODE_DIR),
         "table": cfg.get("table"),
         "paper_row": cfg.get("paper_row"),
         "scale": cfg.get("scale"),
