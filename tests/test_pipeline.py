@@ -204,6 +204,7 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
     (["weights.path=/no/such/file.pt"], "weights.path=/no/such/file.pt is not a file"),
     (["attack._target_=gdws.eval.no_such_attack"], "attack._target_"),
     (["stage=evaluate"], "stage must be one of"),
+    (["prune=hydra", "prune.ratio=1.5"], "prune.ratio must be a number in [0, 1)"),
 ])
 def test_bad_values_fail_before_anything_runs(tmp_path, overrides, needle):
     before = _earlier_csv(tmp_path)

@@ -106,9 +106,10 @@ def validate(cfg: DictConfig) -> str | None:
     path = cfg.weights.get("path")
     if path and not Path(str(path)).expanduser().is_file():
         raise FileNotFoundError(f"weights.path={path} is not a file (pass the path of a file written by torch.save)")
-    ratio = cfg.prune.get("ratio")
-    if cfg.prune.get("_target_") is not None and (ratio is None or not 0 <= float(ratio) < 1):
-        raise ValueError(f"prune.ratio must be in [0, 1) (the share of weights or channels removed); got {ratio!r}")
+    if cfg.prune.get("_target_") is not None:
+        from gdws.prune.phase import check_ratio  # imported here: gdws.prune loads torch-pruning
+
+        check_ratio(cfg.prune.get("ratio"))  # the pruning methods' own check, here before any training
     for node, what in ((cfg.prune, "prune"), (cfg.get("attack"), "attack"), (cfg.train, "train"),
                        (cfg.model, "model"), (cfg.data, "data")):
         _check_target(node, what)
