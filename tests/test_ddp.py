@@ -46,6 +46,9 @@ SCRIPT = textwrap.dedent('''
                "n_test": sum(y.shape[0] for _, y in dm.test_dataloader()),
                "metrics": {k: float(v) for k, v in trainer.callback_metrics.items()}},
               open(f"{out}/rank{trainer.global_rank}.json", "w"))
+    # Tear the gloo group down before exit: left to interpreter shutdown, its threads can abort the process.
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
 ''')
 
 
