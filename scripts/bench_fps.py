@@ -21,7 +21,6 @@ import datetime
 import os
 import platform
 import shlex
-import statistics
 import sys
 import time
 import warnings
@@ -31,7 +30,7 @@ import torch
 from gdws.core import convert
 from gdws.fast import fold_batchnorm, optimize_for_inference
 from bench_common import convert_every_layer
-from gdws.metrics import device_name, measure_fps
+from gdws.metrics import device_name, interleaved_fps
 from gdws.models import create_model, load_checkpoint
 
 # the poster's beta (VGG-16 0.5, PreAct ResNet-18 0.75; the RobNet table gives none: 0.5) and the paper's
@@ -65,16 +64,6 @@ def _checkpoints(items: list[str]) -> dict[str, str]:
         name, path = item.split("=", 1)
         out[name] = path
     return out
-
-
-def _interleaved_fps(models: dict, batch: int, device: str, seconds: float, rounds: int) -> dict:
-    """Median FPS of each model over ``rounds`` interleaved measurements (robust to bursts of contention)."""
-    runs: dict = {k: [] for k in models}
-    for _ in range(rounds):
-        for key, model in models.items():
-            runs[key].append(measure_fps(model, batch_size=batch, device=device, warmup=1,
-                                         min_run_time=seconds / rounds)["fps"])
-    return {k: statistics.median(v) for k, v in runs.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -147,7 +136,7 @@ def main(argv: list[str] | None = None) -> None:
                     models[("gdws", label)], models[("opt", label)] = conv, opt
                     forms = table["chosen"].value_counts().items() if len(table) else []
                     info[label] = (ratio, (", ".join(f"{k}:{v}" for k, v in forms) or "-") + f" ({t_sel:.0f} s)")
-                fps = _interleaved_fps(models, batch, dev, fps_time, rounds)
+                fps = interleaved_fps(models, (3, 32, 32), batch, dev, rounds=rounds, min_run_time=fps_time / rounds)
                 for label, (ratio, forms) in info.items():
                     f_dense, f_fold = fps["dense"], fps["fold"]
                     f_gdws, f_opt = fps[("gdws", label)], fps[("opt", label)]

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from gdws.core import GDWSConv2d
-from gdws.metrics import count_macs, count_params, device_name, measure_fps, measure_speed, size_mb
+from gdws.metrics import count_macs, count_params, device_name, interleaved_fps, measure_fps, measure_speed, size_mb
 
 CALL_S = 0.02  # seconds per forward of SlowNet, whatever the batch size
 
@@ -115,6 +115,44 @@ def test_measure_speed_fast_inference_times_the_network_optimised_for_each_batch
                         min_run_time=0.2, select_time=0.03)
     assert shapes == [((1, 3, 8, 8), 0.03), ((4, 3, 8, 8), 0.03)]  # chosen per batch size, at the asked timing
     assert out["fast_inference"] is True and out["fps"] <= 1.02 / CALL_S  # the optimised network was timed
+
+
+class SlowerNet(SlowNet):
+    """SlowNet at twice the time per call: half its FPS."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        time.sleep(CALL_S)
+        return super().forward(x)
+
+
+def test_measure_speed_times_the_reference_beside_the_model():
+    # The converted model (SlowNet) beside its dense original (SlowerNet, 2x the time): the ratio is 2.
+    out = measure_speed(SlowNet(), (3, 8, 8), "cpu", throughput_batch_size=4, warmup=1, min_run_time=0.3,
+                        reference=SlowerNet(), rounds=3)
+    assert set(out) == {"fps", "throughput", "threads", "device", "fast_inference", "fps_dense", "throughput_dense"}
+    assert 1.6 < out["fps"] / out["fps_dense"] < 2.2
+    assert 1.6 < out["throughput"] / out["throughput_dense"] < 2.2
+    assert 0.5 / (2 * CALL_S) < out["fps_dense"] <= 1.02 / (2 * CALL_S)
+
+
+def test_interleaved_fps_alternates_the_models_each_round():
+    order = []
+
+    class Tagged(SlowNet):
+        def __init__(self, tag: str) -> None:
+            super().__init__()
+            self.tag = tag
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if not order or order[-1] != self.tag:
+                order.append(self.tag)
+            return super().forward(x)
+
+    fps = interleaved_fps({"a": Tagged("a"), "b": Tagged("b")}, (3, 8, 8), 1, "cpu", rounds=3, warmup=1,
+                          min_run_time=0.05)
+    assert order == ["a", "b"] * 3 and set(fps) == {"a", "b"}
+    with pytest.raises(ValueError, match="rounds"):
+        interleaved_fps({"a": SlowNet()}, (3, 8, 8), 1, "cpu", rounds=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

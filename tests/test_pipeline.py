@@ -63,6 +63,7 @@ def test_smoke_on_real_cifar10_writes_one_checked_row(tmp_path, cifar10_root):
     assert int(row["macs_dense"]) == 5_087_872  # VGG-16 at width 1/8: convs + FC, counted by hand
     assert float(row["size_MB"]) < float(row["size_MB_dense"])
     assert int(row["gdws_layers"]) > 0 and (tmp_path / row["run_dir"] / "gdws_report.csv").is_file()
+    assert float(row["fps_dense"]) > 0 and float(row["throughput_dense"]) > 0  # dense timed beside it
     assert list((tmp_path / "cache" / "alphas").glob("*-pgd-n32-*.pt"))  # alphas cached under the project
     assert not list((tmp_path / row["checkpoint"]).parent.glob("*alphas*"))  # not beside the weights
     spectra = (tmp_path / row["checkpoint"]).parent / "spectra.csv"
@@ -102,6 +103,7 @@ def test_sweep_over_a_training_setting_trains_each_network_and_times_the_fast_fo
     assert len(rows) == 2 and rows[0]["checkpoint"] != rows[1]["checkpoint"]  # two networks, two folders
     assert all(float(r["train_s"]) > 0 for r in rows) and all(r["gdws_constraint"] == "max_channels=8" for r in rows)
     assert all(r["fast_inference"] == "True" and float(r["fps"]) > 0 for r in rows)
+    assert all(float(r["fps_dense"]) > 0 for r in rows)  # the dense original, optimised and timed beside it
     assert all(r["method"] == "gdws" and int(r["macs"]) < int(r["macs_dense"]) for r in rows)
 
 
@@ -243,18 +245,18 @@ def test_concurrent_appends_keep_every_row_whole(tmp_path):
     assert all(r["model"] == "m" * 2000 and r["A_rob"] == "" for r in rows)
 
 
-def test_keys_the_existing_header_lacks_are_reported():
-    import warnings
-
+def test_a_new_column_extends_the_header_and_keeps_every_old_row(tmp_path):
     from gdws.tracking import append_row
 
-    with warnings.catch_warnings(record=True) as caught, __import__("tempfile").TemporaryDirectory() as d:
-        warnings.simplefilter("always")
-        path = Path(d) / "runs.csv"
-        path.write_text("time,model\n")
-        append_row(path, {"time": "t", "model": "vgg16", "new_metric": 1})
-        assert path.read_text() == "time,model\nt,vgg16\n"
-    assert any("new_metric" in str(w.message) for w in caught)
+    path = tmp_path / "runs.csv"
+    path.write_text('time,model\nt0,"vgg16, w0.5"\nt1,resnet20\n')
+    append_row(path, {"time": "t2", "model": "wrn28_4", "fps_dense": 12.5})
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert list(rows[0]) == ["time", "model", "fps_dense"]
+    assert [(r["time"], r["model"], r["fps_dense"]) for r in rows] == [
+        ("t0", "vgg16, w0.5", ""), ("t1", "resnet20", ""), ("t2", "wrn28_4", "12.5")]
+    assert not (tmp_path / "runs.csv.tmp").exists()
 
 
 def _compose(tmp_path: Path, overrides: list[str]):

@@ -112,6 +112,18 @@ def test_fps_ratio_to_the_dense_run_on_the_same_device(tmp_path, runs_csvs):
     assert _row(sides, "lightweight", 1).fps_ratio_paper == pytest.approx(104 / 28)  # paper's dense: table admm
 
 
+def test_fps_ratio_timed_side_by_side_in_the_run_wins_over_a_dense_run(tmp_path):
+    # The dense run (fps 100) was timed alone under another load; the GDWS run timed its dense original
+    # beside itself (fps_dense 80): its own ratio 260 / 80 is the one reported, and its folder named.
+    admm = {"table": "admm", "experiment": "table_admm", "model": "vgg16"}
+    rows = [_run(1, **admm, method="dense"),
+            _run(2, **admm, method="gdws", gdws_constraint="beta=0.5", fps=260.0, fps_dense=80.0)]
+    sides = write_paper_tables(load_runs([_write(tmp_path / "runs.csv", NEW + ("fps_dense",), rows)]), tmp_path)
+    row = _row(sides, "admm", 2)
+    assert row.fps_ratio == pytest.approx(3.25) and row.dense_run_dir == "outputs/run2"
+    assert _row(sides, "admm", 1).fps_ratio == pytest.approx(1.0)  # the dense row, against itself
+
+
 def test_markdown_and_latex_hold_both_values(tmp_path, runs_csvs):
     write_paper_tables(load_runs(runs_csvs), tmp_path)
     md, tex = (tmp_path / "admm.md").read_text(), (tmp_path / "admm.tex").read_text()

@@ -2,6 +2,6 @@
 from gdws.metrics.fps import device_name, measure_fps
 from gdws.metrics.macs import count_macs
 from gdws.metrics.size import count_params, size_mb
-from gdws.metrics.speed import measure_speed
+from gdws.metrics.speed import interleaved_fps, measure_speed
 
-__all__ = ["count_macs", "count_params", "device_name", "measure_fps", "measure_speed", "size_mb"]
+__all__ = ["count_macs", "count_params", "device_name", "interleaved_fps", "measure_fps", "measure_speed", "size_mb"]

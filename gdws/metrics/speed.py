@@ -1,12 +1,33 @@
-"""The speed columns of a result row: FPS at batch 1 and throughput at a large batch, on one device."""
+"""The speed columns of a result row: FPS at batch 1 and throughput at a large batch, on one device, optionally
+beside a reference network (the dense original) timed in the same process."""
 from __future__ import annotations
 
-from typing import Sequence
+import statistics
+from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from gdws.metrics.fps import measure_fps
+from gdws.metrics.fps import device_name, measure_fps
+
+
+def interleaved_fps(models: Mapping[object, nn.Module], input_size: Sequence[int], batch_size: int,
+                    device: torch.device | str, rounds: int = 3, warmup: int = 1,
+                    min_run_time: float = 1.0) -> dict:
+    """Median FPS of each of ``models`` over ``rounds`` rounds that time every model in turn.
+
+    Interleaving makes the ratio of two models' FPS robust to slow drifts and bursts of contention on a shared
+    machine: both see the same conditions in each round. ``min_run_time`` is the seconds per model and round.
+    Returns ``{key: median fps}`` with the keys of ``models``.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    runs: dict = {key: [] for key in models}
+    for _ in range(rounds):
+        for key, model in models.items():
+            runs[key].append(measure_fps(model, input_size, batch_size, device, warmup=warmup,
+                                         min_run_time=min_run_time)["fps"])
+    return {key: statistics.median(values) for key, values in runs.items()}
 
 
 def measure_speed(
@@ -19,6 +40,8 @@ def measure_speed(
     warmup: int = 10,
     min_run_time: float = 2.0,
     select_time: float = 0.1,
+    reference: nn.Module | None = None,
+    rounds: int = 3,
 ) -> dict:
     """FPS (images/s at ``fps_batch_size``) and throughput (at ``throughput_batch_size``) of ``model``.
 
@@ -26,27 +49,40 @@ def measure_speed(
     BN folded and each GDWS layer in its fastest exact form), chosen anew for each batch size because the
     fastest form depends on it, and applied to dense and GDWS models alike so that their speeds compare;
     ``select_time`` is the seconds of timing per candidate form during that choice.
+    With a ``reference`` (the dense network a GDWS or pruned one came from) both are timed in ``rounds``
+    interleaved rounds of ``min_run_time / rounds`` seconds each (medians), and the result also has
+    ``fps_dense`` and ``throughput_dense``: a speed ratio from one process under one load, where rates from
+    two separate runs on a shared machine can differ by more than the effect measured.
     ``model`` itself is left as it was (optimize_for_inference times a copy). Returns
-    ``dict(fps, throughput, threads, device, fast_inference)``, rates rounded to 0.01 and ``device`` naming
-    the hardware, e.g. ``cpu (Intel(R) Xeon(R) ...)``.
+    ``dict(fps, throughput, threads, device, fast_inference)`` (plus the reference's rates), rates rounded
+    to 0.01 and ``device`` naming the hardware, e.g. ``cpu (Intel(R) Xeon(R) ...)``.
     """
     device = torch.device(device)
     size = tuple(input_size)
+    nets = {"model": model} if reference is None else {"model": model, "reference": reference}
 
     def timed(batch_size: int) -> dict:
-        net = model
+        prepared = dict(nets)
         if fast_inference:
             from gdws.fast import optimize_for_inference  # imported here: gdws.fast loads pandas
 
-            net = optimize_for_inference(model, torch.rand(batch_size, *size, device=device), device=device,
-                                         min_run_time=float(select_time))
-        return measure_fps(net, size, batch_size, device, warmup=int(warmup), min_run_time=float(min_run_time))
+            x = torch.rand(batch_size, *size, device=device)
+            prepared = {k: optimize_for_inference(net, x, device=device, min_run_time=float(select_time))
+                        for k, net in nets.items()}
+        if reference is None:
+            return {"model": measure_fps(prepared["model"], size, batch_size, device, warmup=int(warmup),
+                                         min_run_time=float(min_run_time))["fps"]}
+        return interleaved_fps(prepared, size, batch_size, device, rounds=int(rounds), warmup=int(warmup),
+                               min_run_time=float(min_run_time) / int(rounds))
 
     single, batch = timed(int(fps_batch_size)), timed(int(throughput_batch_size))
-    return {
-        "fps": round(single["fps"], 2),
-        "throughput": round(batch["fps"], 2),
-        "threads": single["threads"],
-        "device": f"{single['device']} ({single['device_name']})",
+    out = {
+        "fps": round(single["model"], 2),
+        "throughput": round(batch["model"], 2),
+        "threads": torch.get_num_threads(),
+        "device": f"{device} ({device_name(device)})",
         "fast_inference": bool(fast_inference),
     }
+    if reference is not None:
+        out.update(fps_dense=round(single["reference"], 2), throughput_dense=round(batch["reference"], 2))
+    return out

@@ -4,6 +4,7 @@
 """
 from __future__ import annotations
 
+import copy
 import time
 from pathlib import Path
 
@@ -54,7 +55,11 @@ def run(cfg: DictConfig) -> dict:
             return {}
         input_size = tuple(cfg.metrics.input_size)
         dense = {"size_MB_dense": round(size_mb(model), 4), "macs_dense": count_macs(model, input_size)}
-        model, facts = apply_prune(cfg, model.to(device).eval(), datamodule)
+        m = cfg.metrics
+        model = model.to(device).eval()
+        # the dense network, kept to be timed beside the transformed one (one process, one load)
+        reference = copy.deepcopy(model) if m.fps and m.fps_vs_dense else None
+        model, facts = apply_prune(cfg, model, datamodule)
         pruned = bool(facts)  # size counts non-zero weights only (the paper's size of a pruned network)
         facts.update(dense, recipe=weights.recipe, checkpoint=weights.path, train_s=round(weights.train_s, 1))
         model, gdws_facts = apply_gdws(cfg, model, datamodule, device, out_dir, constraint)
@@ -66,12 +71,13 @@ def run(cfg: DictConfig) -> dict:
         facts.update(attack=attack.spec(), eval_s=round(time.perf_counter() - start, 1))
         facts["size_MB"] = round(size_mb(model, nonzero=pruned), 4)
         facts["macs"] = count_macs(model, input_size)
-        m = cfg.metrics
         if m.fps:
+            transformed = pruned or bool(facts.get("gdws_layers"))
             facts.update(measure_speed(model, input_size, device, fps_batch_size=m.fps_batch_size,
                                        throughput_batch_size=m.throughput_batch_size,
                                        fast_inference=m.fast_inference, warmup=m.warmup, min_run_time=m.min_run_time,
-                                       select_time=m.select_time))
+                                       select_time=m.select_time, reference=reference if transformed else None,
+                                       rounds=m.fps_rounds))
         row = build_row(cfg, facts)
         log_summary(logger, row, hparams=OmegaConf.to_container(cfg, resolve=True))
         write_json(out_dir / "row.json", row)

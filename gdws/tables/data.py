@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 NUMERIC = ("width", "prune_ratio", "gdws_beta", "A_nat", "A_rob", "n_eval", "size_MB", "size_MB_dense", "macs",
-           "macs_dense", "fps", "throughput", "gdws_layers", "paper_row")
+           "macs_dense", "fps", "throughput", "fps_dense", "throughput_dense", "gdws_layers", "paper_row")
 # Columns the matching and rendering read; rows written before a column existed get it empty.
 TEXT = ("time", "table", "scale", "experiment", "model", "data", "method", "prune_method", "gdws_constraint",
         "gdws_budget", "gdws_alphas", "device", "run_dir", "git_commit", "attack")

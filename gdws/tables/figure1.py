@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from gdws.tables.data import load_paper
-from gdws.tables.match import dense_reference, paper_dense_fps
+from gdws.tables.match import fps_ratio, paper_dense_fps
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -43,17 +43,16 @@ def paper_points(paper: pd.DataFrame, models: tuple[str, ...]) -> pd.DataFrame:
 
 def our_points(runs: pd.DataFrame, models: tuple[str, ...]) -> pd.DataFrame:
     """Our newest run per setting of ``models``, one group per (model, width, scale, device) (``where``
-    names the last two); x is NaN where no dense run on the same device gives the reference FPS."""
+    names the last two); x is the FPS ratio to the dense network (`fps_ratio`), NaN where none was timed."""
     rows = runs[runs.model.isin(models) & runs.fps.notna() & runs.A_rob.notna()].sort_values("when")
     rows = rows.drop_duplicates(["model", "width", "scale", "device", "setting", "gdws_constraint", "prune_ratio"],
                                 keep="last")
-    refs = [dense_reference(runs, r) for _, r in rows.iterrows()]
     return pd.DataFrame({
         "group": [f"{r.model} {r.width} {r.scale} {r.device}" for _, r in rows.iterrows()],
         "name": [f"ours: {r.model} w{r.width:g}" for _, r in rows.iterrows()],
         "where": [", ".join(filter(None, (r.scale, r.device))) for _, r in rows.iterrows()],
         "setting": rows.setting, "y": rows.A_rob,
-        "x": [r.fps / ref.fps if ref is not None else np.nan for (_, r), ref in zip(rows.iterrows(), refs)],
+        "x": [fps_ratio(runs, r)[0] for _, r in rows.iterrows()],
         "label": [point_label(r.setting, r.beta, r.prune_ratio, r.gdws_constraint) for _, r in rows.iterrows()]})
 
 

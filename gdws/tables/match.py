@@ -1,4 +1,4 @@
-"""Pair each row of the paper's tables with our newest matching run, and FPS with a dense reference."""
+"""Pair each row of the paper's tables with our newest matching run, and its FPS with its dense network's."""
 from __future__ import annotations
 
 import numpy as np
@@ -47,6 +47,18 @@ def dense_reference(runs: pd.DataFrame, run: pd.Series) -> pd.Series | None:
     return cand.loc[key.sort_values(["table", "experiment", "when"], na_position="first").index[-1]]
 
 
+def fps_ratio(runs: pd.DataFrame, run: pd.Series) -> tuple[float, str]:
+    """``run``'s FPS over its dense network's, and the run folder the dense FPS came from.
+
+    Where the run timed its dense original beside itself (``fps_dense``, one process under one load) that
+    ratio is used; otherwise the FPS of the dense reference run (``dense_reference``). NaN and '' when neither
+    exists."""
+    if pd.notna(run.get("fps_dense")):
+        return float(run.fps / run.fps_dense), str(run.run_dir)
+    ref = dense_reference(runs, run)
+    return (float(run.fps / ref.fps), str(ref.run_dir)) if ref is not None else (np.nan, "")
+
+
 def paper_dense_fps(paper: pd.DataFrame, paper_row: pd.Series) -> float:
     """FPS of the paper's dense row of the same model: in the same table, else in another table (all the
     paper's FPS come from one device). NaN when the paper has no dense row of that model."""
@@ -63,17 +75,17 @@ def side_by_side(runs: pd.DataFrame, paper: pd.DataFrame, table: str) -> pd.Data
     for _, p in paper[paper.table == table].iterrows():
         cand = candidates(runs, p)
         ours = cand.iloc[0] if len(cand) else None
-        ref = dense_reference(runs, ours) if ours is not None else None
+        ratio, dense_dir = fps_ratio(runs, ours) if ours is not None else (np.nan, "")
         row = {k: p[k] for k in ("table", "row", "model", "method", "beta", "prune_ratio")}
         row["gdws_constraint"] = ours.gdws_constraint if ours is not None else ""
         for m in METRICS:
             row[m] = ours[m] if ours is not None else np.nan
             row[f"{m}_paper"] = p[m]
-        row["fps_ratio"] = ours.fps / ref.fps if ref is not None else np.nan
+        row["fps_ratio"] = ratio
         row["fps_ratio_paper"] = p.fps / paper_dense_fps(paper, p)
         row["n_candidates"] = len(cand)
         for col in ("run_dir", "time", "device", "scale", "n_eval", "git_commit"):
             row["run_time" if col == "time" else col] = ours[col] if ours is not None else ""
-        row["dense_run_dir"] = ref.run_dir if ref is not None else ""
+        row["dense_run_dir"] = dense_dir
         out.append(row)
     return pd.DataFrame(out)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from gdws.tables.match import dense_reference
+from gdws.tables.match import dense_reference, fps_ratio
 
 
 def sweep_runs(runs: pd.DataFrame, experiment: str | None = None, model: str | None = None) -> pd.DataFrame:
@@ -24,8 +24,8 @@ def sweep_runs(runs: pd.DataFrame, experiment: str | None = None, model: str | N
     rows = rows[(rows.experiment == experiment) & (rows.model == model) & (rows.scale == scale)].sort_values("when")
     rows = rows.drop_duplicates(["gdws_alphas", "beta"], keep="last").sort_values("beta")
     refs = [dense_reference(runs, r) for _, r in rows.iterrows()]
-    dense_fps = [d.fps if d is not None else np.nan for d in refs]
-    return rows.assign(mac_ratio=rows.macs_dense / rows.macs, fps_ratio=rows.fps / dense_fps,
+    return rows.assign(mac_ratio=rows.macs_dense / rows.macs,
+                       fps_ratio=[fps_ratio(runs, r)[0] for _, r in rows.iterrows()],
                        dense_A_nat=[d.A_nat if d is not None else np.nan for d in refs],
                        dense_A_rob=[d.A_rob if d is not None else np.nan for d in refs])
 

@@ -5,7 +5,6 @@ import csv
 import io
 import json
 import os
-import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -15,7 +14,7 @@ from filelock import FileLock
 COLUMNS = (
     "time", "git_commit", "table", "paper_row", "scale", "experiment", "model", "width", "data", "recipe", "checkpoint", "method",
     "prune_method", "prune_ratio", "gdws_beta", "gdws_constraint", "gdws_alphas", "A_nat", "A_rob", "attack",
-    "n_eval", "size_MB", "size_MB_dense", "macs", "macs_dense", "fps", "throughput", "fast_inference", "threads", "device",
+    "n_eval", "size_MB", "size_MB_dense", "macs", "macs_dense", "fps", "throughput", "fps_dense", "throughput_dense", "fast_inference", "threads", "device",
     "seed", "train_s", "alphas_s", "convert_s", "gdws_layers", "eval_s", "run_dir",
 )
 
@@ -27,13 +26,31 @@ def _format_line(values: list[Any]) -> str:
     return buf.getvalue()
 
 
+def _extend_header(path: Path, header: list[str], new: list[str]) -> list[str]:
+    """Rewrite the CSV at ``path`` with ``new`` columns after ``header`` (empty in existing rows); returns the
+    new header. Written to a temporary file first and renamed over the old one (atomic on POSIX)."""
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))[1:]
+    header = header + new
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        f.write(_format_line(header))
+        for values in rows:
+            f.write(_format_line(values + [""] * (len(header) - len(values))))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return header
+
+
 def append_row(path: str | os.PathLike, row: Mapping[str, Any], timeout: float = 600.0) -> None:
     """Append ``row`` to the CSV at ``path``, creating it (and its folder) with a header on first use.
 
     A file lock (``path``.lock) serialises the read-header/append of concurrent jobs; the line is built
     completely beforehand and written with a single ``write`` + fsync, so a crashing run leaves either a
-    whole row or nothing. Columns follow the existing header; keys the header lacks are dropped with a
-    warning (they stay in the run's row.json).
+    whole row or nothing. Columns follow the existing header. A row with keys the header lacks (a column
+    added since the file was started) extends it: the file is rewritten with the new columns empty in the
+    old rows, through a temporary file and an atomic rename, so an interruption leaves the old file whole.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -46,9 +63,9 @@ def append_row(path: str | os.PathLike, row: Mapping[str, Any], timeout: float =
         if not header:
             header = list(COLUMNS) + [k for k in row if k not in COLUMNS]
             text = _format_line(header)
-        dropped = sorted(set(row) - set(header))
-        if dropped:
-            warnings.warn(f"{path} has no columns {dropped}; they are kept only in the run's row.json", stacklevel=2)
+        missing = [k for k in row if k not in header]
+        if missing:
+            header = _extend_header(path, header, missing)
         text += _format_line([row.get(k) for k in header])
         with path.open("a", newline="") as f:
             f.write(text)
