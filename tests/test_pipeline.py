@@ -64,6 +64,7 @@ def test_smoke_on_real_cifar10_writes_one_checked_row(tmp_path, cifar10_root):
     assert float(row["size_MB"]) < float(row["size_MB_dense"])
     assert int(row["gdws_layers"]) > 0 and (tmp_path / row["run_dir"] / "gdws_report.csv").is_file()
     assert float(row["fps_dense"]) > 0 and float(row["throughput_dense"]) > 0  # dense timed beside it
+    assert row["gdws_form"] == "explicit"
     assert list((tmp_path / "cache" / "alphas").glob("*-pgd-n32-*.pt"))  # alphas cached under the project
     assert not list((tmp_path / row["checkpoint"]).parent.glob("*alphas*"))  # not beside the weights
     spectra = (tmp_path / row["checkpoint"]).parent / "spectra.csv"
@@ -105,6 +106,18 @@ def test_sweep_over_a_training_setting_trains_each_network_and_times_the_fast_fo
     assert all(r["fast_inference"] == "True" and float(r["fps"]) > 0 for r in rows)
     assert all(float(r["fps_dense"]) > 0 for r in rows)  # the dense original, optimised and timed beside it
     assert all(r["method"] == "gdws" and int(r["macs"]) < int(r["macs_dense"]) for r in rows)
+
+
+def test_implicit_form_gives_the_same_accuracy_at_dense_cost(tmp_path):
+    # gdws.implicit keeps dense convs with weight What: the same function (same accuracy), dense MACs, and a
+    # row that says which form ran.
+    out = _run(tmp_path, "data=synthetic", "gdws.alphas=none", "gdws.max_channels=8", "attack=none",
+               "metrics.fps=false", "gdws.implicit=false,true", multirun=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    explicit, implicit = _rows(tmp_path)
+    assert (explicit["gdws_form"], implicit["gdws_form"]) == ("explicit", "implicit")
+    assert explicit["A_nat"] == implicit["A_nat"] and explicit["gdws_layers"] == implicit["gdws_layers"] != "0"
+    assert int(explicit["macs"]) < int(implicit["macs"]) == int(implicit["macs_dense"])
 
 
 def test_interrupted_training_resumes_through_run_py(tmp_path):

@@ -124,6 +124,20 @@ def test_fps_ratio_timed_side_by_side_in_the_run_wins_over_a_dense_run(tmp_path)
     assert _row(sides, "admm", 1).fps_ratio == pytest.approx(1.0)  # the dense row, against itself
 
 
+def test_beta_sweep_keeps_one_attack(tmp_path):
+    from gdws.tables.sweep import sweep_runs
+
+    mine = {"experiment": "mine", "model": "vgg16", "method": "gdws", "attack": "pgd20"}
+    rows = [_run(1, **{**mine, "method": "dense"}),
+            *(_run(2 + i, **mine, gdws_constraint=f"beta={b}", macs=m) for i, (b, m) in enumerate(((1, 50), (3, 25), (5, 20)))),
+            # newer, under AutoAttack: a point of another curve, not a replacement of the PGD point at beta 5
+            _run(9, **{**mine, "attack": "autoattack"}, gdws_constraint="beta=5", A_rob=20.0)]
+    runs = load_runs([_write(tmp_path / "runs.csv", NEW + ("attack",), rows)])
+    sweep = sweep_runs(runs)
+    assert list(sweep.beta) == [1, 3, 5] and set(sweep.attack) == {"pgd20"}
+    assert list(sweep.mac_ratio) == [2.0, 4.0, 5.0] and list(sweep.A_rob) == [40.0] * 3
+
+
 def test_markdown_and_latex_hold_both_values(tmp_path, runs_csvs):
     write_paper_tables(load_runs(runs_csvs), tmp_path)
     md, tex = (tmp_path / "admm.md").read_text(), (tmp_path / "admm.tex").read_text()

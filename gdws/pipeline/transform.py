@@ -111,6 +111,8 @@ def apply_gdws(cfg: DictConfig, model: nn.Module, datamodule, device: torch.devi
     return converted.to(device).eval(), {
         "gdws_constraint": constraint,
         "gdws_alphas": str(g.alphas).lower() if g.alphas is not None else "none",
+        # implicit: the converted layers run as dense convs with weight What (same function, dense MACs)
+        "gdws_form": "implicit" if g.implicit else "explicit",
         "gdws_layers": int(report["converted"].sum()),
         "alphas_s": round(alphas_s, 3),
         "convert_s": round(convert_s, 3),

@@ -10,9 +10,9 @@ from gdws.tables.match import dense_reference, fps_ratio
 
 
 def sweep_runs(runs: pd.DataFrame, experiment: str | None = None, model: str | None = None) -> pd.DataFrame:
-    """The beta-constrained GDWS runs (no pruning) of one experiment, model and scale, newest per (alphas,
+    """The beta-constrained GDWS runs (no pruning) of one experiment, model, scale and attack, newest per (alphas,
     beta), with ``mac_ratio`` and ``fps_ratio`` to the dense model. Unless given, the experiment and model
-    are those with the most distinct betas. Empty when there is no such run."""
+    are those with the most distinct betas (and so are the scale and attack). Empty when there is no such run."""
     rows = runs[(runs.setting == "gdws") & runs.beta.notna()]
     if experiment:
         rows = rows[rows.experiment == experiment]
@@ -20,8 +20,10 @@ def sweep_runs(runs: pd.DataFrame, experiment: str | None = None, model: str | N
         rows = rows[rows.model == model]
     if rows.empty:
         return rows
-    experiment, model, scale = rows.groupby(["experiment", "model", "scale"]).beta.nunique().idxmax()
-    rows = rows[(rows.experiment == experiment) & (rows.model == model) & (rows.scale == scale)].sort_values("when")
+    # one attack: A_rob under PGD and under AutoAttack do not belong on one curve
+    experiment, model, scale, attack = rows.groupby(["experiment", "model", "scale", "attack"]).beta.nunique().idxmax()
+    rows = rows[(rows.experiment == experiment) & (rows.model == model) & (rows.scale == scale)
+                & (rows.attack == attack)].sort_values("when")
     rows = rows.drop_duplicates(["gdws_alphas", "beta"], keep="last").sort_values("beta")
     refs = [dense_reference(runs, r) for _, r in rows.iterrows()]
     return rows.assign(mac_ratio=rows.macs_dense / rows.macs,
