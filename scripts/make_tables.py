@@ -1,5 +1,5 @@
-"""Write the paper's CIFAR-10 tables with our numbers beside the paper's, one table per experiment of our own,
-and the Figure-1 and beta-sweep plots (all under --out, default results/tables/).
+"""Write the paper's CIFAR-10 tables with our numbers beside the paper's, one table and one accuracy-vs-MACs plot
+per experiment of our own, and the Figure-1 and beta-sweep plots (all under --out, default results/tables/).
 
     python scripts/make_tables.py [--runs RUNS_CSV ...] [--scale cpu] [--out results/tables]
 
@@ -13,7 +13,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gdws.tables import load_runs, plot_beta_sweep, plot_figure1, write_own_tables, write_paper_tables
+from gdws.tables import (load_runs, plot_beta_sweep, plot_figure1, plot_tradeoff, write_own_tables,
+                         write_paper_tables)
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -39,10 +40,14 @@ def main() -> None:
     runs = load_runs(args.runs, scale=args.scale, data=args.data)
     for table, side in write_paper_tables(runs, args.out).items():
         print(f"wrote {args.out / table}.csv/.md/.tex ({side.A_rob.notna().sum()}/{len(side)} rows run)")
-    for experiment, n in write_own_tables(runs, args.out).items():
+    own = write_own_tables(runs, args.out)
+    for experiment, n in own.items():
         print(f"wrote {args.out / experiment}.md ({n} runs)")
     if args.no_plots:
         return
+    for experiment in own:
+        tradeoff = plot_tradeoff(runs, args.out, experiment)
+        print(f"wrote {tradeoff}" if tradeoff else f"{experiment}: fewer than two GDWS runs, no tradeoff plot")
     name = "_".join(args.figure_models)
     print(f"wrote {plot_figure1(runs, args.out / f'fps_vs_robustness_{name}.png', tuple(args.figure_models))}")
     experiment, _, model = (args.sweep or "").partition(":")

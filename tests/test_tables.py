@@ -138,6 +138,28 @@ def test_beta_sweep_keeps_one_attack(tmp_path):
     assert list(sweep.mac_ratio) == [2.0, 4.0, 5.0] and list(sweep.A_rob) == [40.0] * 3
 
 
+def test_tradeoff_has_one_curve_per_allocation_and_alpha_mode(tmp_path):
+    from gdws.tables import plot_tradeoff, tradeoff_runs
+
+    mine = {"experiment": "mine", "model": "vgg16", "method": "gdws", "attack": "pgd20", "gdws_form": "explicit"}
+    rows = [_run(1, **{**mine, "method": "dense", "gdws_form": ""}, fps=100.0),
+            _run(2, **mine, gdws_constraint="beta=3", gdws_alphas="none", macs=50, fps=150.0, fps_dense=120.0),
+            _run(3, **mine, gdws_constraint="beta=1", gdws_alphas="none", macs=80),
+            _run(4, **mine, gdws_constraint="macs_ratio=2", gdws_alphas="pgd", macs=50),
+            _run(5, **mine, gdws_constraint="beta=1", gdws_alphas="pgd", macs=90),
+            # the same function at dense cost, and another attack: neither is a point of these curves
+            _run(6, **{**mine, "gdws_form": "implicit"}, gdws_constraint="beta=3", gdws_alphas="none", macs=100),
+            _run(7, **{**mine, "attack": "autoattack"}, gdws_constraint="beta=3", gdws_alphas="none", macs=50)]
+    runs = load_runs([_write(tmp_path / "runs.csv", NEW + ("attack", "gdws_form", "fps_dense"), rows)])
+    curve = tradeoff_runs(runs, "mine")
+    assert list(curve.run_dir) == ["outputs/run5", "outputs/run3", "outputs/run2", "outputs/run4"]  # by MAC ratio
+    assert list(curve.allocation) == ["LEGO (beta per layer)"] * 3 + ["network MAC budget"]
+    assert list(curve.mac_ratio) == pytest.approx([100 / 90, 1.25, 2.0, 2.0])
+    assert list(curve.fps_ratio) == pytest.approx([1.0, 1.0, 1.25, 1.0])  # run 2: its own side-by-side timing
+    assert plot_tradeoff(runs, tmp_path, "mine").stat().st_size > 10_000
+    assert plot_tradeoff(runs, tmp_path, "no such experiment") is None
+
+
 def test_markdown_and_latex_hold_both_values(tmp_path, runs_csvs):
     write_paper_tables(load_runs(runs_csvs), tmp_path)
     md, tex = (tmp_path / "admm.md").read_text(), (tmp_path / "admm.tex").read_text()

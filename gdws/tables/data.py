@@ -13,7 +13,7 @@ NUMERIC = ("width", "prune_ratio", "gdws_beta", "A_nat", "A_rob", "n_eval", "siz
            "macs_dense", "fps", "throughput", "fps_dense", "throughput_dense", "gdws_layers", "paper_row")
 # Columns the matching and rendering read; rows written before a column existed get it empty.
 TEXT = ("time", "table", "scale", "experiment", "model", "data", "method", "prune_method", "gdws_constraint",
-        "gdws_budget", "gdws_alphas", "device", "run_dir", "git_commit", "attack")
+        "gdws_budget", "gdws_alphas", "gdws_form", "device", "run_dir", "git_commit", "attack")
 
 
 def load_paper() -> pd.DataFrame:

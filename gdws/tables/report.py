@@ -10,8 +10,9 @@ from gdws.tables.match import side_by_side
 from gdws.tables.render import markdown, table_latex, table_markdown
 
 # Columns of the tables of our own experiments (every run, oldest first).
-OWN_COLUMNS = ("time", "model", "width", "method", "gdws_constraint", "gdws_alphas", "prune_ratio", "A_nat", "A_rob",
-               "size_MB", "macs", "mac_ratio", "fps", "throughput", "n_eval", "attack", "device", "run_dir")
+OWN_COLUMNS = ("time", "model", "width", "method", "gdws_constraint", "gdws_alphas", "gdws_form", "prune_ratio", "A_nat",
+               "A_rob", "size_MB", "macs", "mac_ratio", "fps", "fps_dense", "fps_ratio", "throughput",
+               "throughput_dense", "n_eval", "attack", "device", "run_dir")
 
 
 def _provenance(side: pd.DataFrame) -> str:
@@ -39,7 +40,8 @@ def write_own_tables(runs: pd.DataFrame, out: Path) -> dict[str, int]:
     """``<experiment>.md`` in ``out`` for each experiment that is no paper table: all its runs, in order.
     Returns the number of runs per experiment."""
     own = runs[(runs.table == "") & (runs.experiment != "")].sort_values("when")
-    own = own.assign(mac_ratio=(own.macs_dense / own.macs).round(2))
+    # fps_ratio: against the dense network timed beside it in the same run (empty where it was not)
+    own = own.assign(mac_ratio=(own.macs_dense / own.macs).round(2), fps_ratio=(own.fps / own.fps_dense).round(2))
     out.mkdir(parents=True, exist_ok=True)
     counts = {}
     for experiment, rows in own.groupby("experiment"):
