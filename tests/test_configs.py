@@ -112,6 +112,16 @@ def test_every_experiment_builds_its_recipe_and_attack_with_every_dataset(tmp_pa
     build_attack(cfg.attack)
 
 
+@pytest.mark.parametrize("experiment,attack", list(itertools.product(_options("experiment"), _options("attack"))))
+def test_an_attack_typed_after_an_experiment_is_the_attack_that_runs(tmp_path, experiment, attack):
+    # an experiment that tunes its attack must not leak those keys into the attack a user types instead
+    cfg = _compose(tmp_path, [f"experiment={experiment}", f"attack={attack}"])
+    typed = _compose(tmp_path, [f"attack={attack}"]).attack
+    assert cfg.attack._target_ == typed._target_
+    assert set(cfg.attack) - set(typed) == set()
+    build_attack(cfg.attack)
+
+
 def test_smoke_is_small(tmp_path):
     cfg = _compose(tmp_path, ["experiment=smoke"])
     paper = _compose(tmp_path, [f"model={cfg.model.name}"])
