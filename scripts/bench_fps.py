@@ -16,7 +16,6 @@ Example: .venv/bin/python scripts/bench_fps.py --quick
 from __future__ import annotations
 
 import argparse
-import copy
 import datetime
 import os
 import platform
@@ -27,8 +26,8 @@ import warnings
 from pathlib import Path
 
 import torch
-from gdws.core import convert
-from gdws.fast import fold_batchnorm, optimize_for_inference
+from gdws.core import convert, load_alphas
+from gdws.fast import optimize_for_inference
 from bench_common import convert_every_layer
 from gdws.metrics import device_name, interleaved_fps
 from gdws.models import create_model, load_checkpoint
@@ -45,6 +44,10 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch", default=None, help="comma-separated batch sizes (default 1,32 on CPU; 1,256 on CUDA)")
     p.add_argument("--checkpoint", action="append", default=[], metavar="NAME=PATH", help="trained weights")
     p.add_argument("--beta", type=float, default=None, help="LEGO beta for every model (default: the poster's)")
+    p.add_argument("--width", type=float, default=1.0, help="model width multiplier (that of the checkpoint)")
+    p.add_argument("--convert", action="append", default=[], metavar="NAME=VALUE",
+                   help="a conversion to time instead of the default two (repeatable): beta=5, macs_ratio=1.5, ...")
+    p.add_argument("--alphas", default=None, help="alphas file (gdws.core.save_alphas) weighting every conversion")
     p.add_argument("--layer-ratio", action="store_true", help="also convert every layer at 1/r of its MACs")
     p.add_argument("--devices", default="auto", help="cpu, cuda or auto (cpu, plus cuda when available)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
@@ -66,6 +69,17 @@ def _checkpoints(items: list[str]) -> dict[str, str]:
     return out
 
 
+def _conversions(items: list[str]) -> list[tuple[str, dict]]:
+    """--convert NAME=VALUE items as (label, convert() keyword arguments)."""
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in ("beta", "max_channels", "macs_ratio"):
+            raise SystemExit(f"--convert expects beta=, max_channels= or macs_ratio=VALUE, got {item!r}")
+        out.append((item, {name: int(value) if name == "max_channels" else float(value)}))
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark and write the markdown table."""
     args = _args(argv)
@@ -83,8 +97,8 @@ def main(argv: list[str] | None = None) -> None:
              f"Date (UTC): {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}; torch {torch.__version__}; "
              f"python {platform.python_version()}; threads {torch.get_num_threads()}; "
              f"load average at start {load0[0]:.2f} (1 min) on {os.cpu_count()} CPUs", ""]
-    header = ("| device | model | weights | conversion | MAC ratio | batch | dense FPS | dense+BN-fold FPS | GDWS FPS | "
-              "opt FPS | GDWS/dense | opt/dense | opt/(dense+fold) | opt/GDWS | opt forms |")
+    header = ("| device | model | weights | conversion | MAC ratio | batch | dense FPS | dense opt FPS | GDWS FPS | "
+              "opt FPS | GDWS/dense | opt/dense | opt/(dense opt) | opt/GDWS | opt forms |")
     rows: list[str] = []
 
     out = Path(args.out or f"results/perf/bench_fps_{datetime.datetime.now(datetime.timezone.utc):%Y%m%d_%H%M}.md")
@@ -109,23 +123,28 @@ def main(argv: list[str] | None = None) -> None:
             beta, r = PAPER.get(name, (args.beta, 2.0))
             beta = args.beta if args.beta is not None else beta
             torch.manual_seed(0)
-            dense = create_model(name).eval()
+            dense = create_model(name, width=args.width).eval()
             weights = "random init"
             if name in ckpts:
                 load_checkpoint(dense, ckpts[name])
                 weights = f"checkpoint {ckpts[name]}"
             variants = []
-            for label, kw in ((f"beta={beta}", {"beta": beta}), (f"macs_ratio={r}", {"macs_ratio": r})):
-                conv, report = convert(dense, **kw)
+            alphas = load_alphas(args.alphas) if args.alphas else None
+            for label, kw in _conversions(args.convert) or ((f"beta={beta}", {"beta": beta}),
+                                                            (f"macs_ratio={r}", {"macs_ratio": r})):
+                conv, report = convert(dense, alphas=alphas, **kw)
+                label += " (alphas)" if alphas else ""
                 variants.append((label, conv.eval(), report.attrs["macs_total_before"] / report.attrs["macs_total_after"]))
             if args.layer_ratio:
                 conv, ratio = convert_every_layer(dense, r)
                 variants.append((f"every layer 1/{r}", conv, ratio))
             dense = dense.to(dev)
-            dense_folded = fold_batchnorm(copy.deepcopy(dense))  # the fair dense baseline for a BN-folded opt
             for batch in batches:
                 x = torch.rand(batch, 3, 32, 32, device=dev)
-                models, info = {"dense": dense, "fold": dense_folded}, {}
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # "no GDWS layers": the dense model, BN folded, layouts chosen
+                    dense_opt = optimize_for_inference(dense, x, min_run_time=select_time)  # the fair baseline
+                models, info = {"dense": dense, "fold": dense_opt}, {}
                 for label, conv, ratio in variants:
                     conv = conv.to(dev)
                     t_sel = time.time()

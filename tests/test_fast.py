@@ -193,6 +193,31 @@ def test_optimize_for_inference_same_outputs_and_per_layer_choice(small_converte
         assert torch.allclose(opt(x), small_converted(x), atol=1e-4, rtol=1e-4)
         assert torch.allclose(torch.jit.script(opt)(x), small_converted(x), atol=1e-4, rtol=1e-4)
     assert not any(isinstance(m, nn.BatchNorm2d) for n, m in opt.named_modules() if n.endswith("bn2"))
+    gdws = [n for n, m in small_converted.named_modules() if isinstance(m, GDWSConv2d)]
+    plain = {n for n, m in small_converted.named_modules()  # the convs left dense
+             if type(m) is nn.Conv2d and not any(n.startswith(g + ".") for g in gdws)}
+    assert plain and set(table.attrs["plain_layouts"]) == plain
+
+
+def test_a_dense_network_gets_the_layout_choice_its_gdws_version_gets(monkeypatch):
+    # When channels_last is the faster layout, GDWS layers take it (dense_cl); the plain convs of a dense
+    # baseline must be able to take it too, or the FPS ratio credits GDWS with a layout gain.
+    import gdws.fast.select as select
+
+    def cl_faster(modules, x, min_run_time, rounds=5):
+        return {k: [1.0 if k.endswith("_cl") else 2.0] * rounds for k in modules}
+
+    monkeypatch.setattr(select, "time_rounds", cl_faster)
+    dense = create_model("vgg16", width=0.125).eval()
+    x = torch.rand(1, 3, 32, 32)
+    with pytest.warns(UserWarning, match="no GDWS layers"):
+        opt, table = optimize_for_inference(dense, x, report=True)
+    convs = [n for n, m in dense.named_modules() if isinstance(m, nn.Conv2d)]
+    assert table.attrs["plain_layouts"] == {n: "dense_cl" for n in convs}
+    assert all(opt.get_submodule(n).form_name == "dense_cl" for n in convs)
+    with torch.no_grad():
+        assert torch.allclose(opt(x), dense(x), atol=1e-4, rtol=1e-4)
+        assert torch.allclose(torch.jit.script(opt)(x), dense(x), atol=1e-4, rtol=1e-4)
 
 
 def test_optimize_restricted_forms_and_training_warning(small_converted):

@@ -20,6 +20,8 @@ builds them all for one layer.
 """
 from __future__ import annotations
 
+import copy
+
 from typing import List
 
 import torch
@@ -68,6 +70,22 @@ class Form(nn.Module):
         if self.channels_last:
             return y.contiguous()
         return y
+
+
+class PlainChannelsLast(Form):
+    """A plain (dense) conv of the network run in channels_last layout: the layout choice GDWS layers get
+    (``dense_cl``), offered to the network's other convs too, so that a dense baseline is not slower than
+    the GDWS network for a reason that has nothing to do with GDWS."""
+
+    form_name = "dense_cl"
+
+    def __init__(self, conv: nn.Conv2d) -> None:
+        super().__init__(channels_last=True)
+        self.conv = copy.deepcopy(conv)
+        self._finish()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._unfmt(self.conv(self._fmt(x)))
 
 
 class Straightforward(Form):

@@ -9,6 +9,8 @@ in), and the returned model is in eval mode. Selection per layer:
 3. among the forms within measured noise of the fastest (gdws.fast.timing.choose_within_noise) the
    simplest in ``SIMPLICITY`` order is kept: the dense What conv first, so noise never makes a layer
    slower than its dense equivalent, and repeated calls agree unless forms are really within noise.
+The network's plain convs (all of a dense model's) get the same choice between NCHW and channels_last as
+the dense forms of GDWS layers, so that a dense baseline optimised by this function is a fair one.
 Finally the whole model is timed against the all-dense-What and all-straightforward variants, paired by
 round, and the same rule picks among them (all-dense, then the per-layer choice, then all-straightforward),
 which guards against interactions between layers.
@@ -25,7 +27,7 @@ from torch import nn
 from gdws.core.layer import GDWSConv2d
 from gdws.fast.candidates import build_forms
 from gdws.fast.fold import fold_into
-from gdws.fast.forms import Dense, Straightforward
+from gdws.fast.forms import Dense, PlainChannelsLast, Straightforward
 from gdws.fast.forms_explicit import Zero
 from gdws.fast.spec import GDWSSpec
 from gdws.fast.timing import capture_inputs, choose_within_noise, time_rounds
@@ -58,7 +60,9 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, device
     layer_choice, or the dense/straightforward form if the model-level check preferred all of those),
     t_<form> (median seconds); attrs 't_model_selected' / 't_model_dense' / 't_model_straightforward' hold
     the model-level medians when that check ran, 'model_tied' the variants within noise of the fastest and
-    'model_choice' the variant returned. Outputs equal the input model's to ``atol`` (checked;
+    'model_choice' the variant returned, 'plain_layouts' the layout chosen for each plain conv (``dense`` or
+    ``dense_cl``: the network's other convs, a dense model's all, get the layout choice GDWS layers get, by
+    the same timing rule). Outputs equal the input model's to ``atol`` (checked;
     RuntimeError otherwise). Inference only: a model in training mode is copied into eval mode with a warning.
     """
     if not isinstance(example_input, torch.Tensor):
@@ -70,9 +74,12 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, device
     model = copy.deepcopy(model).eval().to(device)
     x = example_input.to(device)
     names = [n for n, m in model.named_modules() if isinstance(m, GDWSConv2d)]
+    plain_convs = [n for n, m in model.named_modules()  # the convs GDWS left dense (not the parts of GDWS layers)
+                   if type(m) is nn.Conv2d and not any(n.startswith(g + ".") for g in names)]
     if not names:
-        warnings.warn("optimize_for_inference: the model has no GDWS layers; only BN folding was applied")
-    inputs, ref_out = capture_inputs(model, names, x)
+        warnings.warn("optimize_for_inference: the model has no GDWS layers; only BN folding and the convs' "
+                      "memory layout were chosen")
+    inputs, ref_out = capture_inputs(model, names + plain_convs, x)
     specs = {n: GDWSSpec.from_layer(model.get_submodule(n)) for n in names}
     if fold_bn:
         fold_into(model, specs)
@@ -95,7 +102,9 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, device
                      "layer_choice": choice.name, "chosen": choice.name, "fastest": choice.fastest,
                      "tied": ",".join(choice.tied), "noise": choice.noise[runner_up[0]] if runner_up else 0.0,
                      **{f"t_{k}": v for k, v in choice.medians.items()}})
+    layouts = _choose_plain_layouts(model, plain_convs, inputs, min_run_time, rounds, tie_tol)
     model, model_times = _guard_model_level(model, fallbacks, x, min_run_time, rounds, tie_tol, rows)
+    model_times["plain_layouts"] = layouts
     with torch.inference_mode():
         err = _max_err(model(x), ref_out)
     if err > atol * max(1.0, float(ref_out.abs().max())):
@@ -104,6 +113,21 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, device
     table = pd.DataFrame(rows)
     table.attrs.update(model_times)
     return (model, table) if report else model
+
+
+def _choose_plain_layouts(model: nn.Module, names: list[str], inputs: dict[str, torch.Tensor], min_run_time: float,
+                          rounds: int, tie_tol: float) -> dict[str, str]:
+    """Give each plain conv (BN already folded) the layout GDWS layers may choose, channels_last or not, by the
+    same timing and tie rule; returns {name: 'dense' or 'dense_cl'}. Without this a dense baseline would lose
+    to a GDWS network whose layers run in the faster layout, a gain GDWS has nothing to do with."""
+    chosen = {}
+    for name in names:
+        conv = model.get_submodule(name)
+        options = {"dense": conv, "dense_cl": PlainChannelsLast(conv)}
+        choice = choose_within_noise(time_rounds(options, inputs[name], min_run_time, rounds), SIMPLICITY, tie_tol)
+        model.set_submodule(name, options[choice.name])
+        chosen[name] = choice.name
+    return chosen
 
 
 def _exact_forms(name: str, spec: GDWSSpec, xin: torch.Tensor, forms: tuple[str, ...] | None,
