@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     load0 = os.getloadavg()
     t0 = time.time()
-    lines = [f"# GDWS FPS benchmark", "", f"Command: `{command}`", "",
+    lines = ["# GDWS FPS benchmark", "", f"Command: `{command}`", "",
              f"Date (UTC): {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M}; torch {torch.__version__}; "
              f"python {platform.python_version()}; threads {torch.get_num_threads()}; "
              f"load average at start {load0[0]:.2f} (1 min) on {os.cpu_count()} CPUs", ""]
