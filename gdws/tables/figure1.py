@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from gdws.tables.data import load_paper
+from gdws.tables.figures import save_figure
 from gdws.tables.match import fps_ratio, paper_dense_fps
 
 if TYPE_CHECKING:
@@ -100,8 +101,4 @@ def plot_figure1(runs: pd.DataFrame, out: Path, models: tuple[str, ...] = ("vgg1
     ax.set_ylabel("robust accuracy A_rob (%)")
     ax.set_title(f"{' / '.join(models)} on CIFAR-10: robustness against speed-up", fontsize=10)
     ax.grid(alpha=0.3)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out
+    return save_figure(fig, Path(out))

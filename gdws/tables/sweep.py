@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from gdws.tables.figures import save_figure
 from gdws.tables.match import dense_reference, fps_ratio
 
 
@@ -68,9 +69,4 @@ def plot_beta_sweep(runs: pd.DataFrame, out_dir: Path, experiment: str | None = 
     devices = ", ".join(sorted(d for d in rows.device.unique() if d))
     fig.suptitle(f"beta sweep: {mdl} in experiment {exp} (n_eval {rows.n_eval.max():g}; FPS on {devices})",
                  fontsize=10)
-    out = Path(out_dir) / f"beta_sweep_{exp}_{mdl}.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out
+    return save_figure(fig, Path(out_dir) / f"beta_sweep_{exp}_{mdl}.png")

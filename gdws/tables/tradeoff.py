@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from gdws.tables.figures import save_figure
 from gdws.tables.match import dense_reference, fps_ratio
 
 #: The GDWS constraint's name -> the allocation it stands for.
@@ -64,9 +65,4 @@ def plot_tradeoff(runs: pd.DataFrame, out_dir: Path, experiment: str, model: str
         ax.legend(fontsize=6)
     fig.suptitle(f"{mdl} in experiment {experiment}: accuracy and FPS against MACs removed "
                  f"(n_eval {rows.n_eval.max():g}, {rows.attack.iloc[0]}; FPS on {rows.device.iloc[0]})", fontsize=9)
-    out = Path(out_dir) / f"tradeoff_{experiment}_{mdl}.png"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(out, dpi=150)
-    plt.close(fig)
-    return out
+    return save_figure(fig, Path(out_dir) / f"tradeoff_{experiment}_{mdl}.png")
