@@ -21,7 +21,6 @@ builds them all for one layer.
 from __future__ import annotations
 
 import copy
-
 from typing import List
 
 import torch

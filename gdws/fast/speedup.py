@@ -4,7 +4,8 @@ Model. The optimised converted network takes T_fixed + sum_l t_l(choice_l), wher
 measured latency table (gdws.fast.latency_table: best G-only form at each G, and the dense conv) and T_fixed is
 everything that is not a candidate layer: the model with every candidate at G = 0, timed end to end in the same
 interleaved rounds as the dense model optimised the same way (BN folded, layout per conv; T_dense). The
-tables are rescaled so that their dense entries sum to T_dense - T_fixed: isolated layers run with their weights hot in cache and maybe under another load.
+tables are rescaled so that their dense entries sum to T_dense - T_fixed: isolated layers run with their
+weights hot in cache and maybe under another load.
 Options of layer l: dense (error 0), or G on a fine grid up to the measured range
 (latency interpolated linearly between measured points; error = the least weighted error at that G, i.e. the
 dropped scores of MEGO). The multiple-choice knapsack min sum error s.t. sum t_l <= T_dense / r - T_fixed is

@@ -69,11 +69,9 @@ def measure_speed(
             x = torch.rand(batch_size, *size, device=device)
             prepared = {k: optimize_for_inference(net, x, device=device, min_run_time=float(select_time))
                         for k, net in nets.items()}
-        if reference is None:
-            return {"model": measure_fps(prepared["model"], size, batch_size, device, warmup=int(warmup),
-                                         min_run_time=float(min_run_time))["fps"]}
-        return interleaved_fps(prepared, size, batch_size, device, rounds=int(rounds), warmup=int(warmup),
-                               min_run_time=float(min_run_time) / int(rounds))
+        n = 1 if reference is None else int(rounds)  # a model alone: one measurement of min_run_time
+        return interleaved_fps(prepared, size, batch_size, device, rounds=n, warmup=int(warmup),
+                               min_run_time=float(min_run_time) / n)
 
     single, batch = timed(int(fps_batch_size)), timed(int(throughput_batch_size))
     out = {

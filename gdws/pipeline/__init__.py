@@ -57,8 +57,10 @@ def run(cfg: DictConfig) -> dict:
         dense = {"size_MB_dense": round(size_mb(model), 4), "macs_dense": count_macs(model, input_size)}
         m = cfg.metrics
         model = model.to(device).eval()
-        # the dense network, kept to be timed beside the transformed one (one process, one load)
-        reference = copy.deepcopy(model) if m.fps and m.fps_vs_dense else None
+        # the dense network, kept to be timed beside the transformed one (one process, one load); copied only
+        # when a transformation is asked for
+        asked = constraint is not None or cfg.prune.get("_target_") is not None
+        reference = copy.deepcopy(model) if m.fps and m.fps_vs_dense and asked else None
         model, facts = apply_prune(cfg, model, datamodule)
         pruned = bool(facts)  # size counts non-zero weights only (the paper's size of a pruned network)
         facts.update(dense, recipe=weights.recipe, checkpoint=weights.path, train_s=round(weights.train_s, 1))
