@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 from bench_common import header, paired_speedups
-from gdws.core import convert
+from gdws.conversion import convert
 from gdws.fast import fold_batchnorm, optimize_for_inference
 from gdws.fast.onnx_export import export_onnx, ort_fps
 from gdws.models import create_model, load_checkpoint

@@ -1,18 +1,91 @@
-"""Shared pytest fixtures: the real CIFAR-10 folder used by the data and pipeline tests."""
+"""Shared pytest fixtures: the real CIFAR-10 folder, the job config run.py would compose, and one trained smoke
+network per session (the pipeline tests copy it instead of each training their own)."""
 from __future__ import annotations
 
+import itertools
 import os
+import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gdws.data.cifar10 import has_cifar10
+from gdws.pipeline.constraint import with_typed_constraint
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_BUILD = REPO.parent / "shared" / "data" / "cifar10" / "build.py"
+# The smoke run on synthetic data, quiet: what the in-process pipeline tests run.
+SMOKE = ("experiment=smoke", "data=synthetic", "progress=false", "trainer.enable_progress_bar=false")
+_jobs = itertools.count()
+
+
+def compose_job(root: Path, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
+    """The config of one run.py job for ``overrides``, with ``root`` as the project root.
+
+    As run.py makes it: the typed-constraint rule applied to the overrides, Hydra's job config set (the pipeline
+    reads its choices and output folder, a fresh one under ``root/outputs/jobs``), every interpolation resolved,
+    the hydra node removed.
+    """
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=with_typed_constraint([f"paths.root_dir={root}", *overrides]),
+                      return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(root / "outputs" / "jobs" / str(next(_jobs)))
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    OmegaConf.resolve(cfg)
+    return cfg
+
+
+@pytest.fixture
+def job_config(tmp_path: Path) -> Callable[..., DictConfig]:
+    """``job_config(*overrides, root=tmp_path)``: :func:`compose_job` in this test's folder."""
+    def make(*overrides: str, root: Path = tmp_path) -> DictConfig:
+        return compose_job(root, overrides)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def trained_smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project folder whose ``checkpoints/`` holds the smoke network (synthetic data), trained once per session."""
+    from gdws.pipeline import run
+
+    root = tmp_path_factory.mktemp("trained_smoke")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # see one_thread
+    try:
+        run(compose_job(root, [*SMOKE, "stage=train"]))
+    finally:
+        torch.set_num_threads(threads)
+    return root
+
+
+@pytest.fixture
+def smoke_project(tmp_path: Path, trained_smoke: Path) -> Path:
+    """This test's project folder (``tmp_path``) holding a copy of the session's trained smoke network."""
+    shutil.copytree(trained_smoke / "checkpoints", tmp_path / "checkpoints")
+    return tmp_path
+
+
+@pytest.fixture
+def run_smoke(smoke_project: Path, one_thread: None) -> Callable[..., dict]:
+    """``run_smoke(*overrides)``: the whole pipeline in-process on the trained smoke network; returns the row."""
+    from gdws.pipeline import run
+
+    def go(*overrides: str) -> dict:
+        return run(compose_job(smoke_project, [*SMOKE, *overrides]))
+
+    return go
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from gdws.cli import main
+from gdws.cli.artifact import load_converted_file
 from gdws.fast import latency_table as latency_table_module
-from gdws.fast.artifact import load_converted_file
 from gdws.core import GDWSConv2d
 from gdws.models import create_model
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 import torchattacks
 from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig
 
 from gdws.eval import build_attack
 from gdws.metrics import count_params
 from gdws.pipeline.context import resolve_device
+from gdws.pipeline.validate import validate
 from gdws.pipeline.weights import checkpoint_dir
 from gdws.train import AttackView, PGDTraining
 
@@ -26,20 +26,6 @@ DOWNLOADS_WEIGHTS = {"robustbench"}
 def _options(group: str) -> list[str]:
     """The options a user can pick for ``group`` (``base`` is what the options inherit, not an option)."""
     return sorted(p.stem for p in (CONF / group).glob("*.yaml") if p.stem != "base")
-
-
-def _compose(tmp_path: Path, overrides: list[str]) -> DictConfig:
-    """The job config run.py would get for ``overrides`` (hydra resolvers usable, hydra node removed)."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=[f"paths.root_dir={tmp_path}", *overrides], return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(tmp_path / "out")
-        cfg.hydra.job.num = 0
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        del cfg.hydra
-    OmegaConf.resolve(cfg)  # every interpolation must resolve (now, while this job's HydraConfig is set)
-    return cfg
 
 
 def _model_on_meta(cfg: DictConfig) -> torch.nn.Module:
@@ -57,8 +43,8 @@ def _tiny() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10))
 
 
-def test_defaults_build_the_paper_run(tmp_path):
-    cfg = _compose(tmp_path, [])
+def test_defaults_build_the_paper_run(job_config):
+    cfg = job_config()
     model = _model_on_meta(cfg)
     assert count_params(model) == 14_728_266  # VGG-16 for CIFAR-10 (56.18 MB, reproduction spec §1)
     assert instantiate(cfg.data).num_classes == 10 == _outputs(model)
@@ -75,13 +61,11 @@ def test_defaults_build_the_paper_run(tmp_path):
 
 @pytest.mark.parametrize(
     "group,option",
-    [(g, o) for g in ("model", "data", "train", "attack", "gdws", "prune", "trainer", "logger") for o in _options(g)],
+    [(g, o) for g in ("data", "train", "attack", "gdws", "prune", "trainer", "logger") for o in _options(g)],
 )
-def test_each_group_option_composes_and_instantiates(tmp_path, group, option):
-    cfg = _compose(tmp_path, [f"{group}={option}"])
-    if group == "model" and option not in DOWNLOADS_WEIGHTS:
-        assert _outputs(_model_on_meta(cfg)) == cfg.data.num_classes
-    elif group == "data":
+def test_each_group_option_composes_and_instantiates(job_config, group, option):
+    cfg = job_config(f"{group}={option}")
+    if group == "data":
         dm = instantiate(cfg.data)  # construction only; reading the files is the data tests' job
         assert dm.num_classes == 10 and dm.root == cfg.paths.data_dir
     elif group == "train":
@@ -95,56 +79,61 @@ def test_each_group_option_composes_and_instantiates(tmp_path, group, option):
     elif group == "logger" and option != "wandb":  # wandb would start a run; test_pipeline covers it
         logger = instantiate(cfg.logger) if cfg.logger._target_ else None
         assert (logger is None) == (option == "none")
+    elif group == "gdws":
+        assert validate(cfg) == ("beta=0.5" if option == "default" else None)  # the paper's default, or off
+    elif group == "prune":
+        validate(cfg)  # a pruning option's ratio passes the pruning methods' own check
+        assert (cfg.prune.get("_target_") is None) == (option == "none")
 
 
-@pytest.mark.parametrize("model,data", list(itertools.product(sorted(set(_options("model")) - DOWNLOADS_WEIGHTS),
-                                                              _options("data"))))
-def test_every_model_fits_every_dataset(tmp_path, model, data):
-    cfg = _compose(tmp_path, [f"model={model}", f"data={data}"])
-    assert _outputs(_model_on_meta(cfg)) == instantiate(cfg.data).num_classes
+@pytest.mark.parametrize("model", sorted(set(_options("model")) - DOWNLOADS_WEIGHTS))
+def test_every_model_takes_its_classes_from_the_data(job_config, model):
+    # every dataset option has 10 classes: another count shows that the model follows the data's
+    assert _outputs(_model_on_meta(job_config(f"model={model}", "data.num_classes=7"))) == 7
 
 
 @pytest.mark.parametrize("experiment,data", list(itertools.product(_options("experiment"), _options("data"))))
-def test_every_experiment_builds_its_recipe_and_attack_with_every_dataset(tmp_path, experiment, data):
-    cfg = _compose(tmp_path, [f"experiment={experiment}", f"data={data}"])
-    assert cfg.task_name == experiment
+def test_every_experiment_is_a_valid_job_with_every_dataset(job_config, experiment, data):
+    cfg = job_config(f"experiment={experiment}", f"data={data}")
+    assert cfg.task_name == experiment and type(instantiate(cfg.data)).__name__.lower().startswith(data)
+    validate(cfg)  # one GDWS constraint, known stage, importable targets, ...
     assert instantiate(cfg.train, model=_tiny()).hparams["method"] == cfg.train.method
-    build_attack(cfg.attack)
+    assert build_attack(cfg.attack).spec().endswith("eps8/255-rs")  # every experiment: the paper's threat model
 
 
 @pytest.mark.parametrize("experiment,attack", list(itertools.product(_options("experiment"), _options("attack"))))
-def test_an_attack_typed_after_an_experiment_is_the_attack_that_runs(tmp_path, experiment, attack):
+def test_an_attack_typed_after_an_experiment_is_the_attack_that_runs(job_config, experiment, attack):
     # an experiment that tunes its attack must not leak those keys into the attack a user types instead
-    cfg = _compose(tmp_path, [f"experiment={experiment}", f"attack={attack}"])
-    typed = _compose(tmp_path, [f"attack={attack}"]).attack
+    cfg = job_config(f"experiment={experiment}", f"attack={attack}")
+    typed = job_config(f"attack={attack}").attack
     assert cfg.attack._target_ == typed._target_
     assert set(cfg.attack) - set(typed) == set()
-    build_attack(cfg.attack)
+    assert build_attack(cfg.attack).name == build_attack(typed).name
 
 
-def test_smoke_is_small(tmp_path):
-    cfg = _compose(tmp_path, ["experiment=smoke"])
-    paper = _compose(tmp_path, [f"model={cfg.model.name}"])
+def test_smoke_is_small(job_config):
+    cfg = job_config("experiment=smoke")
+    paper = job_config(f"model={cfg.model.name}")
     assert count_params(_model_on_meta(cfg)) < count_params(_model_on_meta(paper)) / 50
     dm = instantiate(cfg.data)
     assert dm.train_subset <= 1024 and dm.eval_subset <= 64
     assert build_attack(cfg.attack).steps <= 20 and cfg.trainer.limit_train_batches <= 8
-    synthetic = _compose(tmp_path, ["experiment=smoke", "data=synthetic"])
+    synthetic = job_config("experiment=smoke", "data=synthetic")
     assert checkpoint_dir(synthetic) != checkpoint_dir(cfg)  # synthetic weights never stand in for real ones
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_device_cuda_without_a_gpu_is_a_clear_error(tmp_path):
-    cfg = _compose(tmp_path, ["device=cuda"])
+def test_device_cuda_without_a_gpu_is_a_clear_error(job_config):
+    cfg = job_config("device=cuda")
     with pytest.raises(RuntimeError, match="CUDA is not available.*device=cpu"):
         resolve_device(str(cfg.device))
-    assert resolve_device(str(_compose(tmp_path, []).device)) == torch.device("cpu")  # device=auto falls back
+    assert resolve_device(str(job_config().device)) == torch.device("cpu")  # device=auto falls back
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_device_cuda_with_a_gpu_is_used(tmp_path):
-    assert resolve_device(str(_compose(tmp_path, ["device=cuda"]).device)).type == "cuda"
-    assert resolve_device(str(_compose(tmp_path, []).device)).type == "cuda"  # device=auto prefers the GPU
+def test_device_cuda_with_a_gpu_is_used(job_config):
+    assert resolve_device(str(job_config("device=cuda").device)).type == "cuda"
+    assert resolve_device(str(job_config().device)).type == "cuda"  # device=auto prefers the GPU
 
 
 def test_slurm_launcher_config(tmp_path):

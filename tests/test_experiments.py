@@ -1,25 +1,21 @@
-"""Every row of the paper's four tables is defined once, composes, and carries the paper's protocol."""
+"""Every row of the paper's four tables is defined once, runs the paper's method on a network its table trains
+first, with the recipe's and the evaluation attack's own settings; shrunk scales shrink every network."""
 from __future__ import annotations
-
-import math
 
 import pandas as pd
 import pytest
-from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 from gdws.pipeline.table_runs import REPO, TABLES, paper_rows, table_commands
-from gdws.pipeline.validate import settle_constraint
+from gdws.pipeline.validate import validate
+from gdws.pipeline.weights import checkpoint_dir, training_config
 from gdws.tables import load_paper
 
 PAPER = load_paper()
-EPS = 8 / 255
 
 
-def _row_config(table: str, row: int, *extra: str):
-    overrides = paper_rows(table)[row]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"experiment=table_{table}", *overrides, *extra])
-    return cfg, settle_constraint(cfg, [*overrides, *extra])
+def _paper_row(table: str, row: int) -> pd.Series:
+    return PAPER[(PAPER["table"] == table) & (PAPER["row"] == row)].iloc[0]
 
 
 def test_the_experiments_define_exactly_the_papers_rows():
@@ -28,44 +24,42 @@ def test_the_experiments_define_exactly_the_papers_rows():
         assert sorted(paper_rows(table)) == sorted(PAPER.loc[PAPER["table"] == table, "row"]), table
 
 
-@pytest.mark.parametrize("table, row", [(t, r) for t, r in zip(PAPER["table"], PAPER["row"])])
-def test_each_paper_row_composes_with_the_papers_protocol(table, row):
-    paper = PAPER[(PAPER["table"] == table) & (PAPER["row"] == row)].iloc[0]
-    cfg, constraint = _row_config(table, row)
-    assert cfg.scale == "paper" and cfg.table == table
-    assert cfg.model.name == paper["model"] and cfg.model.width == 1.0
-    # Training recipe (reproduction.md §2): 200 epochs of SGD 0.1, lr x0.1 at 50 % and 75 %, eps 8/255 and
-    # 10 attack steps of 2/255; TRADES for HYDRA's network, PGD AT otherwise.
-    t = cfg.train
-    assert t.method == ("trades" if table == "hydra" else "pgd")
-    assert (t.epochs, t.lr, list(t.milestones), t.steps) == (200, 0.1, [0.5, 0.75], 10)
-    assert math.isclose(t.eps, EPS) and math.isclose(t.step_size, 2 / 255)
-    assert cfg.data.train_subset is None and cfg.data.eval_subset is None
-    # Evaluation: PGD-100 of 1/255 at eps 8/255.
-    assert cfg.attack.steps == 100 and math.isclose(cfg.attack.eps, EPS) and math.isclose(cfg.attack.step_size, 1 / 255)
-    method = paper["method"]
-    pruner = method.split("+")[0] if method.split("+")[0] in ("hydra", "admm") else None
-    assert cfg.prune.get("method") == pruner
-    if pruner:
-        assert math.isclose(cfg.prune.ratio, paper["prune_ratio"])
-    if "gdws" in method:
-        expected_beta = paper["beta"] if not pd.isna(paper["beta"]) else 0.005  # the paper omits beta there
-        assert constraint == f"beta={expected_beta}"
-        assert cfg.gdws.alphas == ("none" if not pd.isna(paper["beta"]) else "pgd")
-    else:
-        assert constraint is None
+@pytest.mark.parametrize("table", TABLES)
+def test_each_row_runs_the_papers_method_on_a_network_its_table_trains_first(job_config, table):
+    trained = {checkpoint_dir(job_config(*cmd[2:])) for cmd in table_commands(table) if "stage=train" in cmd}
+    recipe = None
+    for row, overrides in paper_rows(table).items():
+        paper, cfg = _paper_row(table, row), job_config(f"experiment=table_{table}", *overrides)
+        constraint = validate(cfg)
+        assert (cfg.scale, cfg.table, cfg.model.name, cfg.model.width) == ("paper", table, paper["model"], 1.0), row
+        assert checkpoint_dir(cfg) in trained, row  # no row trains a network of its own
+        method = paper["method"]
+        pruner = method.split("+")[0] if method.split("+")[0] in ("hydra", "admm") else None
+        assert cfg.prune.get("method") == pruner and (not pruner or cfg.prune.ratio == paper["prune_ratio"]), row
+        if "gdws" in method:
+            expected_beta = paper["beta"] if not pd.isna(paper["beta"]) else 0.005  # the paper omits beta there
+            assert constraint == f"beta={expected_beta}", row
+            assert cfg.gdws.alphas == ("none" if not pd.isna(paper["beta"]) else "pgd"), row
+        else:
+            assert constraint is None, row
+        recipe = cfg
+    # TRADES for HYDRA's network, PGD AT otherwise, with the recipe's own settings; the paper's evaluation attack
+    method = "trades" if table == "hydra" else "pgd"
+    reference = job_config(f"train={method}")
+    assert training_config(recipe)["train"] == training_config(reference)["train"]
+    assert training_config(recipe)["data"] == training_config(reference)["data"]  # all of the training split
+    assert OmegaConf.to_container(recipe.attack) == OmegaConf.to_container(job_config().attack)
 
 
 @pytest.mark.parametrize("table, row", [(t, r) for t, r, m in zip(PAPER["table"], PAPER["row"], PAPER["method"])
                                         if m == "dense" or t == "lightweight"])
-def test_dense_networks_have_the_papers_size(table, row, one_thread):
+def test_dense_networks_have_the_papers_size(job_config, table, row, one_thread):
+    from hydra.utils import instantiate
+
     from gdws.metrics import size_mb
 
-    paper = PAPER[(PAPER["table"] == table) & (PAPER["row"] == row)].iloc[0]
-    cfg, _ = _row_config(table, row, "paths.root_dir=.")
-    from hydra.utils import instantiate
-    from omegaconf import OmegaConf
-
+    paper = _paper_row(table, row)
+    cfg = job_config(f"experiment=table_{table}", *paper_rows(table)[row])
     model = instantiate(OmegaConf.to_container(cfg.model, resolve=True))
     if paper["method"] == "dense":
         assert size_mb(model) == pytest.approx(paper["size_MB"], abs=0.2)
@@ -73,12 +67,15 @@ def test_dense_networks_have_the_papers_size(table, row, one_thread):
         assert size_mb(model) > paper["size_MB"]
 
 
-@pytest.mark.parametrize("scale, width", [("cpu", 0.25), ("smoke", 0.125)])
-def test_shrunk_scales_keep_the_rows_and_shrink_the_network(scale, width):
+@pytest.mark.parametrize("scale", ["cpu", "smoke"])
+def test_shrunk_scales_shrink_every_network_and_keep_the_rows_definitions(job_config, scale):
     for table in TABLES:
-        for row in paper_rows(table):
-            cfg, _ = _row_config(table, row, f"scale={scale}")
-            assert cfg.scale == scale and cfg.model.width == width and cfg.train.epochs < 200
+        rows, paper = paper_rows(table, [f"scale={scale}"]), paper_rows(table)
+        assert rows and all(rows[n] == paper[n] for n in rows), table  # the paper's rows (a scale may run fewer)
+        for cmd in table_commands(table, [f"scale={scale}"]):
+            if "stage=train" in cmd:
+                cfg = job_config(*cmd[2:])
+                assert cfg.scale == scale and cfg.model.width < 1 and cfg.train.epochs < 200, cmd
 
 
 def test_each_network_is_trained_once_before_its_rows():

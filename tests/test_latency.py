@@ -8,10 +8,10 @@ import warnings
 import pytest
 import torch
 
-from gdws.core import convert
-from gdws.core.mck import solve_mck
+from gdws.conversion import convert
 from gdws.fast import latency_table as latency_table_module
 from gdws.fast.latency_table import LayerShape, _cache_file, latency_table, spread_g
+from gdws.fast.mck import solve_mck
 from gdws.fast.speedup import layer_options
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import math
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -173,6 +174,29 @@ def test_scale_filter_keeps_only_rows_of_that_scale(runs_csvs):
     kept = set(load_runs(runs_csvs, scale="cpu").experiment)
     assert kept == {"table_admm", "table_lightweight", "table_hydra", "mine"}  # old rows: scale unknown
     assert load_runs(runs_csvs, scale="paper").empty
+
+
+def test_a_table_is_filled_from_one_scale(tmp_path):
+    admm = {"table": "admm", "experiment": "table_admm", "model": "vgg16"}
+    rows = [_run(1, **admm, method="dense", scale="cpu"),
+            _run(2, **admm, method="gdws", gdws_constraint="beta=0.5", scale="paper", A_rob=41.0),
+            # newer, but shrunk: never a cell of the paper-scale table
+            _run(3, **admm, method="gdws", gdws_constraint="beta=0.5", scale="cpu", A_rob=30.0),
+            _run(4, **admm, method="gdws", gdws_constraint="beta=0.5", scale="smoke", A_rob=10.0)]
+    runs = load_runs([_write(tmp_path / "runs.csv", NEW, rows)])
+    sides = write_paper_tables(runs, tmp_path)
+    assert _row(sides, "admm", 2).A_rob == 41.0 and _row(sides, "admm", 2).n_candidates == 1
+    assert math.isnan(_row(sides, "admm", 1).A_rob)  # the dense run is at scale cpu only
+    assert set(sides["admm"].scale) - {""} == {"paper"} and "ours (paper; gpu A)" in (tmp_path / "admm.md").read_text()
+    cpu = write_paper_tables(load_runs([tmp_path / "runs.csv"], scale="cpu"), tmp_path / "cpu")
+    assert _row(cpu, "admm", 2).A_rob == 30.0 and _row(cpu, "admm", 1).A_nat == 70.0
+
+
+def test_cli_writes_under_outputs_unless_the_output_is_named(tmp_path, monkeypatch):
+    parse_args = runpy.run_path(str(REPO / "scripts" / "make_tables.py"))["parse_args"]
+    monkeypatch.setenv("PROJECT_ROOT", str(tmp_path))
+    assert parse_args(["--runs", "outputs/runs.csv"]).out == tmp_path / "outputs" / "tables"
+    assert parse_args(["--out", "results/tables"]).out == Path("results/tables")
 
 
 def test_cli_writes_tables_and_plots(tmp_path, runs_csvs):

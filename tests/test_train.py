@@ -1,7 +1,9 @@
 """Training: attacks stay in the eps-ball, each method trains sanely, schedule, checkpoint/resume, configs."""
 from __future__ import annotations
 
+import logging
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -14,7 +16,9 @@ from hydra.utils import instantiate
 
 from gdws.data import SyntheticDataModule
 from gdws.train import (AdversarialTraining, AttackView, FastTraining, PGDTraining, StandardTraining, TRADESTraining,
-                        best_checkpoint_callback, last_checkpoint_callback, resume_checkpoint)
+                        TrainingTooLong, best_checkpoint_callback, last_checkpoint_callback, quiet_lightning,
+                        resume_checkpoint)
+from gdws.train.estimate import format_duration
 
 REPO = Path(__file__).resolve().parents[1]
 EPS = 8 / 255
@@ -193,3 +197,70 @@ def test_trainer_configs(name):
     cfg = _compose(f"trainer={name}", "train.epochs=3")
     tr = instantiate(cfg.trainer, accelerator="cpu", logger=False, enable_checkpointing=False)
     assert isinstance(tr, pl.Trainer) and tr.max_epochs == 3  # follows train.epochs
+
+
+class StopAfter(pl.Callback):
+    """Ends the fit after ``steps`` training steps."""
+
+    def __init__(self, steps: int) -> None:
+        self.steps = steps
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        trainer.should_stop = trainer.global_step >= self.steps
+
+
+@pytest.mark.parametrize("allow_long", [False, True])
+def test_a_days_long_cpu_training_stops_after_its_first_steps_unless_allowed(allow_long, capsys):
+    # 10 million epochs of 4 steps: far more than a day on any CPU
+    module = StandardTraining(tiny_model(), epochs=10**7, val_attack_steps=0, allow_long=allow_long)
+    tr = trainer(max_epochs=10**7, limit_train_batches=5, callbacks=[StopAfter(5)])
+    if allow_long:
+        tr.fit(module, datamodule=tiny_data())
+        assert tr.global_step == 5  # went on past the timed steps
+    else:
+        ways = r"weights\.path=FILE.*model=robustbench.*scale=cpu.*device=cuda.*train\.allow_long=true"
+        with pytest.raises(TrainingTooLong, match=f"on the CPU would take about [0-9.]+ days .*{ways}"):
+            tr.fit(module, datamodule=tiny_data())
+        assert tr.global_step == 3  # one warm-up step and two timed ones
+    printed = capsys.readouterr().out
+    assert re.search(r"training time estimate: [0-9.]+ days for 40,000,000 steps \([0-9.e-]+ s/step on cpu", printed)
+
+
+def test_a_short_training_prints_its_estimate_and_runs(capsys):
+    module = StandardTraining(tiny_model(), epochs=2, val_attack_steps=0)
+    tr = trainer(max_epochs=2, limit_train_batches=3)
+    tr.fit(module, datamodule=tiny_data())
+    assert tr.global_step == 6 and "training time estimate: " in capsys.readouterr().out
+    assert [format_duration(s) for s in (12.4, 250, 3 * 3600 + 50 * 60, 23.6 * 86400)] == [
+        "12 s", "4 min 10 s", "3 h 50 min", "23.6 days"]
+
+
+class Lines(logging.Handler):
+    """Keeps the messages that reach it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_lightning_start_up_noise_is_kept_off_the_console(tmp_path, recwarn):
+    from pytorch_lightning.utilities.rank_zero import rank_zero_info
+
+    quiet_lightning()
+    lines = Lines()
+    logger = logging.getLogger("pytorch_lightning.utilities.rank_zero")
+    logger.addHandler(lines)
+    try:
+        (tmp_path / "training_config.yaml").write_text("{}\n")  # the pipeline's folders are never empty
+        tr = trainer(limit_train_batches=1, limit_val_batches=1, enable_checkpointing=True,
+                     callbacks=[last_checkpoint_callback(str(tmp_path))])
+        tr.fit(StandardTraining(tiny_model(), epochs=1, val_attack_steps=0), datamodule=tiny_data())
+        rank_zero_info("a line a user acts on")
+    finally:
+        logger.removeHandler(lines)
+    assert lines.messages == ["a line a user acts on"]  # no litlogger tip, accelerator inventory, limit echoes
+    assert not [w for w in recwarn if "exists and is not empty" in str(w.message)]
+    assert (tmp_path / "last.ckpt").is_file()

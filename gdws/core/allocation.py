@@ -36,7 +36,8 @@ class GDWSPlan:
     """A GDWS approximation of one conv weight.
 
     g: LongTensor [C]; depthwise: [G, kh, kw] (channel 0's g_0 kernels first);
-    pointwise: [M, G]; error: weighted squared Frobenius error sum_c alpha_c ||W_c - What_c||^2.
+    pointwise: [M, G]; error: weighted squared Frobenius error sum_c alpha_c ||W_c - What_c||^2 (whitened
+    decomposition: the alpha-weighted expected squared output error on the calibration inputs).
     """
 
     g: Tensor
@@ -73,24 +74,94 @@ def _check_alpha(alpha: Tensor | None, channels: int) -> Tensor:
     return alpha
 
 
+def whitening_factors(second_moment: Tensor, ridge: float = 1e-6) -> tuple[Tensor, Tensor]:
+    """Lower Cholesky factors L_c of S_c + lambda_c I, and which channels carry any signal.
+
+    second_moment: float64 [C, k, k], S_c = E[p p^T] of channel c's input patches (k = kh*kw). The ridge is
+    lambda_c = ridge * tr(S_c) / k (scaled to the channel's own energy); where S_c + lambda_c I is still not
+    positive definite in float64 (rank-deficient S_c: a constant input), lambda_c grows tenfold until it is.
+    A channel with tr(S_c) = 0 (an input that is always zero, e.g. a dead ReLU channel) gets L_c = I and
+    active False: its kernels are the weight-only ones and the caller zeroes its scores (it adds no output error).
+    Returns (L [C, k, k] float64, active bool [C]).
+    """
+    if not torch.isfinite(second_moment).all():
+        raise ValueError("second_moment contains NaN or inf; the calibration inputs must be finite")
+    c, k, _ = second_moment.shape
+    s = second_moment.to(torch.float64)
+    s = (s + s.transpose(1, 2)) / 2  # exact symmetry for the factorisation
+    trace = torch.diagonal(s, dim1=1, dim2=2).sum(1)
+    active = trace > trace.max().clamp_min(0) * 1e-12 if c else trace > 0
+    eye = torch.eye(k, dtype=torch.float64, device=s.device)
+    chol = eye.expand(c, k, k).clone()
+    todo = active.clone()
+    scale = max(float(ridge), 0.0)
+    for _ in range(20):  # ridge, then x10 each try: 1e-6 of the trace reaches 1e13 x the trace at the latest
+        if not todo.any():
+            break
+        lam = (scale * trace[todo] / k)[:, None, None]
+        factor, info = torch.linalg.cholesky_ex(s[todo] + lam * eye)
+        ok = info == 0
+        idx = todo.nonzero().squeeze(1)
+        chol[idx[ok]] = factor[ok]
+        todo[idx[ok]] = False
+        scale = scale * 10 if scale > 0 else 1e-12
+    if todo.any():  # unreachable for finite input; kept as a guard so no NaN can reach a weight
+        raise ValueError("could not factor the calibration second moments of some channels")
+    return chol, active
+
+
 class Decomposition:
     """Per-input-channel SVD of a conv weight, computed once with one batched SVD.
 
     W_c = w[:, c].reshape(M, kh*kw) = U_c S_c V_c^T for all c at once. `scores[c, i]` = alpha_c * sigma_{c,i}^2
     (float64 [C, r], r = min(M, kh*kw), descending in i). `plan(g)` keeps the top g_c components of each channel,
     which is optimal for that g (Eckart-Young).
+
+    Whitened (data-aware, beyond the paper): with `second_moment` S_c = E[p p^T] of channel c's input patches
+    (float64 [C, k, k], k = kh*kw) and S_c + ridge = L_c L_c^T, the SVD is taken of W_c L_c = U S V^T instead;
+    depthwise kernels are the rows of V_g^T L_c^{-1} and pointwise columns U_g S_g. Then
+    E||(W_c - What_c) p||^2 = ||(W_c - What_c) L_c||_F^2 = the sum of the dropped sigma_i^2 exactly, so scores are
+    the expected squared output error of each channel's contribution (times alpha_c), and keeping the top g_c
+    components is the optimal rank-g_c approximation in that metric. S_c = I gives the weight-only decomposition.
+
+    Output weighting: with `output_moment` F = E[sum over positions of g g^T] ([M, M], g the gradient of the loss
+    at the layer's output) and F = R R^T, the SVD is taken of R^T W_c L_c and pointwise columns are R^{-T} U_g S_g;
+    scores are then tr(F dW_c S_c dW_c^T), the Kronecker-factored (K-FAC) second-order estimate of the loss increase
+    per image, comparable across layers.
     """
 
-    def __init__(self, weight: Tensor, alpha: Tensor | None = None) -> None:
+    def __init__(self, weight: Tensor, alpha: Tensor | None = None, second_moment: Tensor | None = None,
+                 ridge: float = 1e-6, output_moment: Tensor | None = None) -> None:
         _check_weight(weight)
         m, c, kh, kw = weight.shape
         self.shape = (m, c, kh, kw)
         self.dtype, self.device = weight.dtype, weight.device
         mats = weight.detach().to(torch.float64).permute(1, 0, 2, 3).reshape(c, m, kh * kw)
+        alpha = _check_alpha(alpha, c)
+        right_factor = left_factor = None
+        if second_moment is not None:
+            if second_moment.shape != (c, kh * kw, kh * kw):
+                raise ValueError(f"second_moment must have shape [{c}, {kh * kw}, {kh * kw}] (one patch second "
+                                 f"moment per input channel), got {tuple(second_moment.shape)}")
+            right_factor, active = whitening_factors(second_moment.to(mats.device), ridge)
+            mats = mats @ right_factor
+            alpha = alpha * active.cpu().to(torch.float64)  # a silent input channel adds no output error
+        if output_moment is not None:
+            if output_moment.shape != (m, m):
+                raise ValueError(f"output_moment must have shape [{m}, {m}] (output-gradient second moment), got "
+                                 f"{tuple(output_moment.shape)}")
+            factor, active = whitening_factors(output_moment.to(mats.device)[None], ridge)
+            left_factor = factor[0]
+            mats = left_factor.T @ mats
+            alpha = alpha * float(active[0])  # no gradient reaches this layer: its error costs nothing
         u, s, vh = torch.linalg.svd(mats, full_matrices=False)  # [C,M,r], [C,r], [C,r,kh*kw]
-        self._left = u * s[:, None, :]  # sigma goes into the pointwise stage (spec section 3)
-        self._right = vh
-        self.scores = _check_alpha(alpha, c)[:, None] * s.cpu() ** 2
+        # rows of V^T L^{-1}: solve X L = V^T for X
+        self._right = vh if right_factor is None else torch.linalg.solve_triangular(right_factor, vh, upper=False,
+                                                                                    left=False)
+        left = u * s[:, None, :]  # sigma goes into the pointwise stage (spec section 3)
+        # R^{-T} U S: solve R^T X = U S for X
+        self._left = left if left_factor is None else torch.linalg.solve_triangular(left_factor.T, left, upper=True)
+        self.scores = alpha[:, None] * s.cpu() ** 2
 
     @property
     def rank(self) -> int:

@@ -2,21 +2,37 @@
 from __future__ import annotations
 
 import copy
-import os
 from collections import Counter
-from typing import Sequence
+from collections.abc import Iterable
+from typing import Callable, Protocol, Sequence
 
 import pandas as pd
 import torch
 from torch import Tensor, nn
 
 from .allocation import Decomposition, check_beta, check_max_channels, lego_g, mego_g
-from .budget import BudgetLayer, allocate_macs, check_macs_ratio, check_speedup
+from .budget import BudgetLayer, allocate_macs, check_macs_ratio
+from .calibration import calibration_images, input_second_moments, output_gradient_moments
 from .discovery import default_example_input, skip_reasons, trace_layers
 from .layer import GDWSConv2d
+from .refit import refit_pointwise
 
 REPORT_COLUMNS = ["name", "C", "K", "M", "stride", "groups", "G", "error", "macs_before", "macs_after",
                   "converted", "reason", "g_hist"]
+
+
+class Allocation(Protocol):
+    """What an `Allocator` returns: per candidate layer g (LongTensor [C]) or None (kept dense), the budget's
+    name for the report ('latency'), extra report columns {column: {layer name: value}} and report attrs."""
+
+    gs: dict[str, Tensor | None]
+    label: str
+    columns: dict[str, dict[str, object]]
+    attrs: dict[str, float]
+
+
+#: allocator(dense model, {layer: score matrix [C, r]}, example_input, build(gs) -> converted model, allow_dense)
+Allocator = Callable[[nn.Module, dict[str, Tensor], Tensor, Callable[[dict], nn.Module], bool], Allocation]
 
 
 def _g_hist(g: Tensor) -> str:
@@ -28,22 +44,15 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
             macs_ratio: float | None = None, alphas: dict[str, Tensor] | None = None,
             example_input: Tensor | None = None, input_size: Sequence[int] = (3, 32, 32),
             include: Sequence[str] | None = None, exclude: Sequence[str] | None = None, skip_first: bool = True,
-            implicit: bool = False, force: bool = False, speedup: float | None = None,
-            device: torch.device | str | None = None,
-            latency_cache: str | os.PathLike | bool | None = None,
-            latency_time: float = 0.05) -> tuple[nn.Module, pd.DataFrame]:
+            implicit: bool = False, force: bool = False, allocator: Allocator | None = None,
+            calibration: Tensor | Iterable | None = None, whiten: bool = True, refit: bool = True,
+            fisher: bool = False, ridge: float = 1e-6, batch_size: int = 64) -> tuple[nn.Module, pd.DataFrame]:
     """Convert a pre-trained network to GDWS; returns (converted deep copy, per-Conv2d report). The input is untouched.
 
     Exactly one budget: `beta` (LEGO, same error budget in every layer), `max_channels` (MEGO, same G budget in every
     layer), `macs_ratio` (network-level: total MACs after <= total before / r, counting every Conv2d and Linear,
-    with the least total weighted error) or `speedup` (network-level latency: the least total weighted error such
-    that the model optimised by gdws.fast.optimize_for_inference measures >= speedup x faster than the BN-folded
-    dense model on `device` (default: example_input's) for example_input's batch size; see gdws.fast.speedup.
-    Per-layer latency tables are cached in `latency_cache` (default ~/.cache/gdws/latency or $GDWS_LATENCY_CACHE;
-    False: no cache); latency_time: seconds of timing per candidate and measurement (more on a noisy machine).
-    The report then also has columns form (chosen by optimize_for_inference), latency_ms
-    (measured) and predicted_ms (latency table), and attrs speedup_requested / speedup_measured / t_dense_ms /
-    t_converted_ms / error_gap (certified distance of the knapsack solution to the optimum, in error units).
+    with the least total weighted error) or `allocator` (a callable allocating from the layers' scores, e.g. the
+    measured-latency budget that `gdws.convert(speedup=r)` builds; see `Allocator`).
     macs_ratio is solved greedily by score per MAC on each layer's convex hull
     of options (components, or staying dense when that is cheaper); optimality gap: total error <= optimal total
     error + the score of the first hull segment that did not fit (the fractional-knapsack bound; proof in
@@ -57,12 +66,26 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
     implicit=True keeps nn.Conv2d modules with weight What (same function) instead of GDWSConv2d modules.
     Report columns: name, C, K, M, stride, groups, G, error, macs_before, macs_after, converted, reason, g_hist
     (MACs per sample; attrs 'macs_total_before'/'macs_total_after' include the Linear layers and unconverted convs).
+
+    Data-aware conversion (beyond the paper): `calibration` is a tensor of images [N, C, H, W] or an iterable of
+    batches (a DataLoader; checked and held as one CPU tensor, see gdws.core.calibration). With it, `whiten`
+    takes every layer's scores and kernels from its input-whitened decomposition (scores = expected squared
+    output error on the calibration inputs, see allocation.Decomposition; `beta` is then in those units) and
+    `refit` solves each converted layer's pointwise stage and bias in closed form, in forward order, against the
+    original network's outputs (gdws.core.refit); G and MACs are unchanged. `fisher` also weights each layer's
+    output side by its K-FAC Fisher factor (gdws.core.calibration.output_gradient_moments: one backward pass per
+    batch, no weight change), so that scores estimate the loss increase and compare across layers; it changes the
+    allocation and the kernels, not the refit's target. `ridge`: relative ridge of all of them.
+    The report then has columns calib_err_before / calib_err_after: each converted layer's relative output
+    error ||y - y_hat||^2 / ||y||^2 on the calibration set (converted network's input against the original
+    network's output), before and after its refit. Memory: one batch (`batch_size` images) of one layer's
+    patches or activations at a time, plus per layer [C, K^2, K^2] and (G+1)^2 float64 accumulators; time: one
+    pass for the statistics and, for the refit, about one full forward pass per converted layer.
     """
-    budgets = [b is not None for b in (beta, max_channels, macs_ratio, speedup)]
+    budgets = [b is not None for b in (beta, max_channels, macs_ratio, allocator)]
     if sum(budgets) != 1:
         raise ValueError("pass exactly one of beta= (per-layer error budget), max_channels= (per-layer G budget), "
                          "macs_ratio= (network MAC reduction factor) or speedup= (measured latency reduction factor)")
-    speedup = check_speedup(speedup) if speedup is not None else None
     beta = check_beta(beta) if beta is not None else None
     max_channels = check_max_channels(max_channels) if max_channels is not None else None
     macs_ratio = check_macs_ratio(macs_ratio) if macs_ratio is not None else None
@@ -75,29 +98,31 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
                          "keyed by module names as in model.named_modules() (e.g. from compute_alphas)")
     if example_input is None:
         example_input = default_example_input(converted, input_size)
+    images = calibration_images(calibration, example_input) if calibration is not None else None
     traces = trace_layers(converted, example_input)
     reasons = skip_reasons(traces, include, exclude, skip_first)
-    decs = {n: Decomposition(modules[n].weight.detach(), alphas.get(n)) for n, r in reasons.items() if not r}
+    names = [n for n, r in reasons.items() if not r]
+    moments = (input_second_moments(converted, names, images, batch_size)
+               if images is not None and whiten else {})
+    curvature = (output_gradient_moments(converted, names, images, batch_size)
+                 if images is not None and fisher else {})
+    decs = {n: Decomposition(modules[n].weight.detach(), alphas.get(n), moments.get(n), ridge, curvature.get(n))
+            for n in names}
 
     def unit_cost(name: str) -> int:
         conv = modules[name]
         return (conv.kernel_size[0] * conv.kernel_size[1] + conv.out_channels) * traces[name].pixels()
 
+    allocation = None
     if macs_ratio is not None:
         cands = [BudgetLayer(n, d.scores, unit_cost(n), traces[n].dense_macs()) for n, d in decs.items()]
         total_before = sum(t.dense_macs() for t in traces.values())
         fixed = total_before - sum(b.dense_cost for b in cands)
         gs, gap = allocate_macs(cands, total_before, fixed, macs_ratio, allow_dense=not force)
-    elif speedup is not None:
-        # imported here: measuring latency needs the fast forms, and gdws.fast itself imports the core
-        from gdws.fast.speedup import allocate_speedup
-
-        device = torch.device(device) if device is not None else example_input.device
-        target = copy.deepcopy(model).eval().to(device)
-        speed = allocate_speedup(target, {n: d.scores for n, d in decs.items()}, example_input.to(device), speedup,
-                                 lambda gs: _built(target, decs, gs), latency_cache, allow_dense=not force,
-                                 min_run_time=latency_time)
-        gs = speed.gs
+    elif allocator is not None:
+        allocation = allocator(model, {n: d.scores for n, d in decs.items()}, example_input,
+                               lambda gs: _built(model, decs, gs), not force)
+        gs = allocation.gs
     else:
         gs = {n: lego_g(d.scores, beta) if beta is not None else mego_g(d.scores, max_channels)
               for n, d in decs.items()}
@@ -112,28 +137,37 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
         if not reason:
             g = gs[name]
             if g is None:
-                row["reason"] = "kept dense by " + ("latency" if speedup is not None else "MAC") + " budget"
+                row["reason"] = f"kept dense by {allocation.label if allocation else 'MAC'} budget"
             else:
                 after = int(g.sum()) * unit_cost(name)
                 row["G"] = int(g.sum())
-                if after >= before and not force and speedup is None:  # speedup: measured faster is enough
+                # a measured budget (allocator) accepts a layer that runs faster, whatever its MACs
+                if after >= before and not force and allocation is None:
                     row["reason"] = "no MAC gain"
                 else:
                     plan = decs[name].plan(g)
                     row.update(error=plan.error, macs_after=after, converted=True, g_hist=_g_hist(g))
-                    _replace(converted, name, conv, plan, implicit)
+                    _replace(converted, name, conv, plan, implicit=implicit and not (images is not None and refit))
         rows.append(row)
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS).astype({"G": "Int64"})
-    if speedup is not None:
-        report["form"] = report["name"].map(speed.forms)
-        report["latency_ms"] = report["name"].map(speed.measured) * 1e3
-        report["predicted_ms"] = report["name"].map(speed.predicted) * 1e3
-        report.attrs.update(speed.attrs)
+    if images is not None and refit:
+        order = sorted((r["name"] for r in rows if r["converted"]), key=lambda n: traces[n].order)
+        stats = refit_pointwise(model, converted, order, images, batch_size, ridge)
+        report["calib_err_before"] = report["name"].map({n: s.before for n, s in stats.items()})
+        report["calib_err_after"] = report["name"].map({n: s.after for n, s in stats.items()})
+        if implicit:  # refit on the explicit layers, then keep the same function as plain convs
+            for n in order:
+                converted.set_submodule(n, converted.get_submodule(n).to_conv())
+    if allocation is not None:
+        for column, values in allocation.columns.items():
+            report[column] = report["name"].map(values)
+        report.attrs.update(allocation.attrs)
     linear = sum(t.dense_macs() for t in traces.values() if isinstance(t.module, nn.Linear))
     report.attrs["macs_total_before"] = int(report["macs_before"].sum()) + linear
     report.attrs["macs_total_after"] = int(report["macs_after"].sum()) + linear
     if macs_ratio is not None:
         report.attrs["macs_ratio_gap"] = gap
+    report.attrs["calibration_samples"] = 0 if images is None else int(images.shape[0])
     return converted, report
 
 

@@ -35,9 +35,10 @@ def evaluate(
     eval mode; a model handed over in train mode gets a warning, is switched to eval mode and restored
     afterwards. An image counts as robust when the model classifies both the clean image and its
     adversarial example correctly (the worst case over the two, as AutoAttack counts), so A_rob <= A_nat.
-    Under :class:`~gdws.eval.attacks.NoAttack` A_rob is None. A model whose output does not depend on its
-    input (a layer converted to G = 0) cannot be attacked: its A_rob equals A_nat.
-    Returns ``dict(A_nat, A_rob, n_eval)``.
+    Under :class:`~gdws.eval.attacks.NoAttack` A_rob is None. A model whose output has no gradient path to its
+    input (a layer converted to G = 0) cannot be attacked: its A_rob equals A_nat, with a warning, and
+    ``attack_ran`` is False (True when the attack ran).
+    Returns ``dict(A_nat, A_rob, n_eval)``, plus ``attack_ran`` when there is an attack.
     """
     attack = build_attack(attack)  # a bad config fails before the model's mode is touched
     if model.training:
@@ -61,6 +62,9 @@ def evaluate(
             if adversary is not None:
                 if attackable is None:
                     attackable = _depends_on_input(model, x)
+                    if not attackable:
+                        warnings.warn(f"{attack.name}: the model's output has no gradient path to its input, so the "
+                                      "attack cannot run; A_rob is reported equal to A_nat", stacklevel=2)
                 x_adv = adversary(x, y) if attackable else x
                 with torch.no_grad():
                     n_robust += int((clean_ok & (model(x_adv).argmax(1) == y)).sum())
@@ -69,8 +73,7 @@ def evaluate(
         model.train(was_training)
     if n_seen == 0:
         raise ValueError("evaluate() got an empty loader: check data.eval_subset and the test split")
-    return {
-        "A_nat": 100.0 * n_clean / n_seen,
-        "A_rob": 100.0 * n_robust / n_seen if adversary is not None else None,
-        "n_eval": n_seen,
-    }
+    out = {"A_nat": 100.0 * n_clean / n_seen, "A_rob": None, "n_eval": n_seen}
+    if adversary is not None:
+        out.update(A_rob=100.0 * n_robust / n_seen, attack_ran=attackable)
+    return out

@@ -23,7 +23,7 @@ from gdws.fast.candidates import build_forms
 from gdws.fast.select import SIMPLICITY
 from gdws.fast.spec import GDWSSpec
 from gdws.fast.timing import choose_within_noise, time_rounds
-from gdws.metrics.fps import device_name
+from gdws.utils import device_name
 
 TABLE_FORMS = ("zero", "straightforward", "straightforward_cl")
 # fractions of the MAC-neutral G (where GDWS and dense MACs are equal): GDWS pays off well below it on CPUs

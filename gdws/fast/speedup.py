@@ -9,7 +9,7 @@ weights hot in cache and maybe under another load.
 Options of layer l: dense (error 0), or G on a fine grid up to the measured range
 (latency interpolated linearly between measured points; error = the least weighted error at that G, i.e. the
 dropped scores of MEGO). The multiple-choice knapsack min sum error s.t. sum t_l <= T_dense / r - T_fixed is
-solved by gdws.core.mck (DP over a discretised latency axis, with a certified optimality gap).
+solved by gdws.fast.mck (DP over a discretised latency axis, with a certified optimality gap).
 
 Verification. The allocation is built, optimised (optimize_for_inference) and timed against the dense model in
 interleaved rounds (paired ratios). When the measured speed-up misses r (or exceeds it by more than OVERSHOOT,
@@ -19,6 +19,7 @@ one that met r, else the fastest one measured, with a warning.
 """
 from __future__ import annotations
 
+import copy
 import statistics
 import warnings
 from dataclasses import dataclass, field
@@ -28,8 +29,9 @@ import torch
 from torch import Tensor, nn
 
 from gdws.core.allocation import mego_g
-from gdws.core.mck import solve_mck
+from gdws.core.budget import check_speedup
 from gdws.fast.latency_table import LayerShape, latency_table
+from gdws.fast.mck import solve_mck
 from gdws.fast.select import optimize_for_inference
 from gdws.fast.timing import capture_inputs, time_rounds
 
@@ -56,6 +58,13 @@ class SpeedupResult:
     measured: dict[str, float] = field(default_factory=dict)
     predicted: dict[str, float] = field(default_factory=dict)
     attrs: dict[str, float] = field(default_factory=dict)
+    label: str = "latency"  # the budget's name in convert's report ("kept dense by latency budget")
+
+    @property
+    def columns(self) -> dict[str, dict[str, object]]:
+        """Report columns for convert: the chosen form, measured and predicted latency (ms) per layer."""
+        return {"form": dict(self.forms), "latency_ms": {n: v * 1e3 for n, v in self.measured.items()},
+                "predicted_ms": {n: v * 1e3 for n, v in self.predicted.items()}}
 
 
 def layer_options(scores: Tensor, table: dict, allow_dense: bool = True, scale: float = 1.0) -> LayerOptions:
@@ -162,3 +171,22 @@ def allocate_speedup(model: nn.Module, scores: dict[str, Tensor], x: Tensor, spe
                   "noise, or latency that the per-layer tables do not capture); returning it")
     return best
 
+
+
+def speedup_allocator(speedup: float, device: torch.device | str | None = None, cache_dir=None,
+                      min_run_time: float = 0.05) -> Callable[..., SpeedupResult]:
+    """The latency budget as an allocator for gdws.core.convert (its ``allocator=`` argument).
+
+    The returned callable times on ``device`` (default: the example input's), with the example input's batch size,
+    against a copy of the dense model moved there; cache_dir and min_run_time as in ``allocate_speedup``.
+    """
+    speedup = check_speedup(speedup)
+
+    def allocate(model: nn.Module, scores: dict[str, Tensor], example_input: Tensor,
+                 build: Callable[[dict[str, Tensor | None]], nn.Module], allow_dense: bool) -> SpeedupResult:
+        dev = torch.device(device) if device is not None else example_input.device
+        target = copy.deepcopy(model).eval().to(dev)
+        return allocate_speedup(target, scores, example_input.to(dev), speedup, lambda gs: build(gs).eval().to(dev),
+                                cache_dir, allow_dense=allow_dense, min_run_time=min_run_time)
+
+    return allocate

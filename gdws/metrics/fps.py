@@ -1,8 +1,6 @@
 """Inference speed: images per second of a model on a named device (torch.utils.benchmark)."""
 from __future__ import annotations
 
-import platform
-from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -10,19 +8,7 @@ from torch import nn
 from torch.utils import benchmark
 
 from gdws.core.discovery import model_device_dtype
-
-
-def device_name(device: torch.device | str) -> str:
-    """Human-readable name of ``device``: the CUDA device name, or the CPU model from /proc/cpuinfo."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine() or device.type
+from gdws.utils import device_name
 
 
 @torch.inference_mode()

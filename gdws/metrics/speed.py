@@ -3,12 +3,14 @@ beside a reference network (the dense original) timed in the same process."""
 from __future__ import annotations
 
 import statistics
+from collections import Counter
 from typing import Mapping, Sequence
 
 import torch
 from torch import nn
 
-from gdws.metrics.fps import device_name, measure_fps
+from gdws.metrics.fps import measure_fps
+from gdws.utils import device_name
 
 
 def interleaved_fps(models: Mapping[object, nn.Module], input_size: Sequence[int], batch_size: int,
@@ -28,6 +30,13 @@ def interleaved_fps(models: Mapping[object, nn.Module], input_size: Sequence[int
             runs[key].append(measure_fps(model, input_size, batch_size, device, warmup=warmup,
                                          min_run_time=min_run_time)["fps"])
     return {key: statistics.median(values) for key, values in runs.items()}
+
+
+def chosen_forms(model: nn.Module) -> str:
+    """``form:count`` of the layer forms in a network made by optimize_for_inference, most used first (e.g.
+    ``grouped:5 dense_cl:3``; convs left as they were are not counted); ``none`` when it has no such layer."""
+    counts = Counter(m.form_name for m in model.modules() if isinstance(getattr(m, "form_name", None), str))
+    return " ".join(f"{form}:{n}" for form, n in counts.most_common()) or "none"
 
 
 def measure_speed(
@@ -54,26 +63,28 @@ def measure_speed(
     ``fps_dense`` and ``throughput_dense``: a speed ratio from one process under one load, where rates from
     two separate runs on a shared machine can differ by more than the effect measured.
     ``model`` itself is left as it was (optimize_for_inference times a copy). Returns
-    ``dict(fps, throughput, threads, device, fast_inference)`` (plus the reference's rates), rates rounded
+    ``dict(fps, throughput, threads, device, fast_inference)`` (plus the reference's rates, and with
+    ``fast_inference`` the forms chosen for ``model`` at each batch size: ``fast_forms``), rates rounded
     to 0.01 and ``device`` naming the hardware, e.g. ``cpu (Intel(R) Xeon(R) ...)``.
     """
     device = torch.device(device)
     size = tuple(input_size)
     nets = {"model": model} if reference is None else {"model": model, "reference": reference}
 
-    def timed(batch_size: int) -> dict:
-        prepared = dict(nets)
+    def timed(batch_size: int) -> tuple[dict, str]:
+        prepared, forms = dict(nets), ""
         if fast_inference:
             from gdws.fast import optimize_for_inference  # imported here: gdws.fast loads pandas
 
             x = torch.rand(batch_size, *size, device=device)
             prepared = {k: optimize_for_inference(net, x, device=device, min_run_time=float(select_time))
                         for k, net in nets.items()}
+            forms = f"b{batch_size} {chosen_forms(prepared['model'])}"
         n = 1 if reference is None else int(rounds)  # a model alone: one measurement of min_run_time
         return interleaved_fps(prepared, size, batch_size, device, rounds=n, warmup=int(warmup),
-                               min_run_time=float(min_run_time) / n)
+                               min_run_time=float(min_run_time) / n), forms
 
-    single, batch = timed(int(fps_batch_size)), timed(int(throughput_batch_size))
+    (single, forms_single), (batch, forms_batch) = timed(int(fps_batch_size)), timed(int(throughput_batch_size))
     out = {
         "fps": round(single["model"], 2),
         "throughput": round(batch["model"], 2),
@@ -81,6 +92,8 @@ def measure_speed(
         "device": f"{device} ({device_name(device)})",
         "fast_inference": bool(fast_inference),
     }
+    if fast_inference:
+        out["fast_forms"] = f"{forms_single}; {forms_batch}"
     if reference is not None:
         out.update(fps_dense=round(single["reference"], 2), throughput_dense=round(batch["reference"], 2))
     return out

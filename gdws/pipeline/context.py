@@ -39,17 +39,3 @@ def settings_key(settings: Any, length: int = 10) -> str:
     """A short stable hash of JSON-able ``settings`` (names cache files by what produced them)."""
     blob = json.dumps(to_plain(settings), sort_keys=True, default=str)
     return hashlib.sha1(blob.encode()).hexdigest()[:length]
-
-
-def weights_fingerprint(model: torch.nn.Module, length: int = 16) -> str:
-    """A hash of every tensor in ``model.state_dict()`` (names, shapes, dtypes, values).
-
-    Caches derived from weights (alphas, pruned networks) are keyed by it, so retrained or overwritten
-    weights never reuse stale results, whatever file they came from.
-    """
-    digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
-        t = tensor.detach().cpu().contiguous()
-        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
-        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:length]

@@ -15,7 +15,9 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from gdws.pipeline.context import settings_key, to_plain, weights_fingerprint
+from gdws.pipeline.calibration import calibration_mode, calibration_set
+from gdws.pipeline.context import settings_key, to_plain
+from gdws.utils import weights_fingerprint
 
 
 def apply_prune(cfg: DictConfig, model: nn.Module, datamodule) -> tuple[nn.Module, dict]:
@@ -87,7 +89,7 @@ def apply_gdws(cfg: DictConfig, model: nn.Module, datamodule, device: torch.devi
     """
     if constraint is None:
         return model, {}
-    from gdws.core import convert
+    from gdws.conversion import convert
 
     g = cfg.gdws
     start = time.perf_counter()
@@ -100,10 +102,14 @@ def apply_gdws(cfg: DictConfig, model: nn.Module, datamodule, device: torch.devi
                       latency_time=float(cfg.metrics.select_time),
                       example_input=torch.rand(int(cfg.metrics.fps_batch_size), *cfg.metrics.input_size, device=device))
     start = time.perf_counter()
+    calibration = calibration_set(cfg, model, datamodule)
+    calibration_s = time.perf_counter() - start
+    start = time.perf_counter()
     converted, report = convert(
         model, alphas=alphas, input_size=tuple(cfg.metrics.input_size), include=to_plain(g.include),
         exclude=to_plain(g.exclude), skip_first=bool(g.skip_first), implicit=bool(g.implicit),
-        force=bool(g.force), **budget,
+        force=bool(g.force), calibration=calibration, whiten=bool(g.whiten), refit=bool(g.refit),
+        fisher=bool(g.fisher), **budget,
     )
     convert_s = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -114,6 +120,14 @@ def apply_gdws(cfg: DictConfig, model: nn.Module, datamodule, device: torch.devi
         # implicit: the converted layers run as dense convs with weight What (same function, dense MACs)
         "gdws_form": "implicit" if g.implicit else "explicit",
         "gdws_layers": int(report["converted"].sum()),
+        "gdws_speedup_measured": report.attrs.get("speedup_measured"),
+        # data-aware conversion (gdws.core.calibration): what the calibration set was and what used it
+        "gdws_calibration": calibration_mode(g),
+        "gdws_calibration_samples": None if calibration is None else int(calibration.shape[0]),
+        "gdws_whiten": None if calibration is None else bool(g.whiten),
+        "gdws_refit": None if calibration is None else bool(g.refit),
+        "gdws_fisher": None if calibration is None else bool(g.fisher),
         "alphas_s": round(alphas_s, 3),
+        "calibration_s": round(calibration_s, 3),
         "convert_s": round(convert_s, 3),
     }

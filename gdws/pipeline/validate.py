@@ -1,11 +1,11 @@
-"""Check the composed config before anything is trained or loaded, and settle the GDWS constraint.
+"""Check the composed config before anything is trained or loaded, and name the active GDWS constraint.
 
 A run may take hours; a typo in a GDWS value, an alpha mode, an attack or a checkpoint path must fail in
 seconds, with one message saying what to type instead. ``validate(cfg)`` is the first thing ``run`` does.
+Each value is checked by the function that will use it (the core's ``check_*``), so the two cannot disagree.
 
-The GDWS constraint rule: exactly one of ``gdws.beta``, ``gdws.max_channels``, ``gdws.macs_ratio`` and
-``gdws.speedup`` is active. A constraint typed on the command line (``gdws.beta=0.5``, also inside a ``-m``
-sweep) replaces whichever one the defaults or an experiment set; typing two is the one error.
+The GDWS constraint rule (one active; the typed one wins) is applied to the command line before composition
+(gdws.pipeline.constraint): here the composed config must hold exactly one.
 """
 from __future__ import annotations
 
@@ -13,13 +13,19 @@ from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_object
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
+from gdws.core.allocation import check_beta, check_max_channels
+from gdws.core.budget import check_macs_ratio, check_speedup
+from gdws.pipeline.calibration import check_calibration
+from gdws.pipeline.constraint import CONSTRAINTS, typed_constraints
 from gdws.pipeline.context import resolve_device
+from gdws.pipeline.scale import check_scale
 
-CONSTRAINTS = ("beta", "max_channels", "macs_ratio", "speedup")
 ALPHA_MODES = ("none", "pgd", "clean")
 STAGES = ("all", "train")
+_CHECKS = {"beta": check_beta, "max_channels": check_max_channels, "macs_ratio": check_macs_ratio,
+           "speedup": check_speedup}
 
 
 def typed_overrides() -> list[str]:
@@ -30,34 +36,20 @@ def typed_overrides() -> list[str]:
         return []
 
 
-def _typed_constraints(overrides: list[str]) -> dict[str, str]:
-    """{constraint: value} for each ``[+|++]gdws.<constraint>=<value>`` typed with a non-null value."""
-    typed = {}
-    for item in overrides:
-        key, _, value = item.lstrip("+").partition("=")
-        if key.startswith("gdws.") and key[5:] in CONSTRAINTS and value.strip().lower() not in ("null", "none", ""):
-            typed[key[5:]] = value
-    return typed
+def active_constraint(cfg: DictConfig) -> str | None:
+    """The one GDWS constraint set in ``cfg.gdws``, as ``name=value``; None when GDWS is off.
 
-
-def settle_constraint(cfg: DictConfig, overrides: list[str] | None = None) -> str | None:
-    """Keep exactly one GDWS constraint in ``cfg.gdws`` (in place) and return it as ``name=value``.
-
-    None when GDWS is off. Raises ValueError for two constraints typed at once, or none/two set by configs.
+    Raises ValueError when two constraints are typed at once, or when the configs set none or two.
     """
     g = cfg.gdws
     if not g.get("enabled", False):
         return None
-    typed = _typed_constraints(typed_overrides() if overrides is None else overrides)
+    typed = typed_constraints(typed_overrides())
     if len(typed) > 1:
-        raise ValueError(f"two GDWS constraints typed on the command line ({', '.join(f'gdws.{k}={v}' for k, v in typed.items())}); "
+        raise ValueError(f"two GDWS constraints typed on the command line "
+                         f"({', '.join(f'gdws.{k}={v}' for k, v in typed.items())}); "
                          "type one of gdws.beta / gdws.max_channels / gdws.macs_ratio / gdws.speedup")
-    with open_dict(g):
-        if typed:
-            for name in CONSTRAINTS:
-                if name not in typed:
-                    g[name] = None
-        active = [name for name in CONSTRAINTS if g.get(name) is not None]
+    active = [name for name in CONSTRAINTS if g.get(name) is not None]
     if len(active) != 1:
         raise ValueError(f"the config sets {len(active)} GDWS constraints ({active or 'none'}); set exactly one of "
                          "gdws.beta, gdws.max_channels, gdws.macs_ratio, gdws.speedup (or gdws=none for no conversion)")
@@ -65,22 +57,20 @@ def settle_constraint(cfg: DictConfig, overrides: list[str] | None = None) -> st
 
 
 def _check_gdws(g: DictConfig) -> None:
-    """Values of the active constraint and the alpha mode."""
+    """The constraint's value (with the check of the function that uses it), the alpha mode and the data-aware
+    settings."""
     if not g.get("enabled", False):
         return
-    checks = {
-        "beta": (lambda v: v >= 0, "a number >= 0 (the per-layer weighted error bound)"),
-        "max_channels": (lambda v: float(v).is_integer() and v >= 0, "an integer >= 0 (G per layer)"),
-        "macs_ratio": (lambda v: v >= 1, "a number >= 1 (MACs before / MACs after)"),
-        "speedup": (lambda v: v >= 1, "a number >= 1 (dense latency / GDWS latency)"),
-    }
-    for name, (ok, what) in checks.items():
-        value = g.get(name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not ok(value)):
-            raise ValueError(f"gdws.{name} must be {what}; got {value!r}")
+    for name, check in _CHECKS.items():
+        if g.get(name) is not None:
+            try:
+                check(g[name])
+            except ValueError as err:
+                raise ValueError(f"gdws.{name}={g[name]!r}: {err}") from None
     mode = str(g.get("alphas")).lower() if g.get("alphas") is not None else "none"
     if mode not in ALPHA_MODES:
         raise ValueError(f"gdws.alphas must be one of {ALPHA_MODES}; got {g.get('alphas')!r}")
+    check_calibration(g)
 
 
 def _check_target(node: DictConfig | None, what: str) -> None:
@@ -95,7 +85,7 @@ def _check_target(node: DictConfig | None, what: str) -> None:
 
 
 def validate(cfg: DictConfig) -> str | None:
-    """Check ``cfg`` as a whole (values, paths, device, importable targets) and settle the GDWS constraint.
+    """Check ``cfg`` as a whole (values, paths, device, importable targets) and name the GDWS constraint.
 
     Returns the active constraint (``name=value``) or None. Raises ValueError / FileNotFoundError /
     RuntimeError with one clear message; nothing has been trained, loaded or written when it does.
@@ -113,5 +103,6 @@ def validate(cfg: DictConfig) -> str | None:
     for node, what in ((cfg.prune, "prune"), (cfg.get("attack"), "attack"), (cfg.train, "train"),
                        (cfg.model, "model"), (cfg.data, "data")):
         _check_target(node, what)
+    check_scale(cfg)  # a shrunk run is not labelled paper
     _check_gdws(cfg.gdws)
-    return settle_constraint(cfg)
+    return active_constraint(cfg)

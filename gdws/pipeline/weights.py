@@ -28,6 +28,8 @@ _RUNTIME_TRAINER_KEYS = {
     "log_every_n_steps", "default_root_dir", "num_sanity_val_steps", "callbacks", "logger", "benchmark",
     "deterministic", "profiler",
 }
+# Train keys that change how a training is run, not the weights it produces.
+_RUNTIME_TRAIN_KEYS = {"allow_long"}
 _DONE = "done.json"
 _RECORD = "training_config.yaml"
 
@@ -48,7 +50,7 @@ def training_config(cfg: DictConfig) -> dict:
     trainer = {k: v for k, v in to_plain(cfg.trainer).items() if k not in _RUNTIME_TRAINER_KEYS}
     return {
         "model": to_plain(cfg.model),
-        "train": to_plain(cfg.train),
+        "train": {k: v for k, v in to_plain(cfg.train).items() if k not in _RUNTIME_TRAIN_KEYS},
         "data": {k: data.get(k) for k in ("_target_", "train_subset", "val_size", "batch_size", "seed")},
         "trainer": trainer,
     }
@@ -135,8 +137,9 @@ def finished_checkpoint(ckpt_dir: Path) -> Path | None:
 def _train(cfg: DictConfig, model: nn.Module, datamodule, logger: Logger | None, ckpt_dir: Path) -> Path:
     """Fit ``model`` (resuming from last.ckpt when present) and return the best checkpoint's path."""
     from gdws.train import (SpectralLog, accelerator_options, best_checkpoint_callback, last_checkpoint_callback,
-                            resume_checkpoint)
+                            quiet_lightning, resume_checkpoint)
 
+    quiet_lightning()  # the console keeps what a user acts on (progress, the time estimate, warnings, errors)
     module = instantiate(cfg.train, model=model)
     callback = best_checkpoint_callback(str(ckpt_dir))
     # last.ckpt after every epoch (resume); spectra.csv: does training give GDWS spectral decay?

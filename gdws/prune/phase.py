@@ -15,8 +15,8 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from gdws.pipeline.context import weights_fingerprint
 from gdws.train import accelerator_options, best_checkpoint_callback, last_checkpoint_callback
+from gdws.utils import weights_fingerprint
 
 _RECORD = "prune.json"
 _DONE = "done.json"

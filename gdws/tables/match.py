@@ -1,10 +1,14 @@
-"""Pair each row of the paper's tables with our newest matching run, and its FPS with its dense network's."""
+"""Pair each row of the paper's tables with our newest matching run of one scale, and its FPS with its dense
+network's."""
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
 METRICS = ("A_nat", "A_rob", "size_MB", "fps")
+#: The scales a paper table is filled from, first choice first: the closest to the paper's setting. Other labels
+#: (custom, ...) come after cpu, then smoke, then rows that recorded no scale.
+SCALE_ORDER = ("paper", "cpu")
 
 
 def same_number(a: object, b: object) -> bool:
@@ -31,6 +35,18 @@ def candidates(runs: pd.DataFrame, paper_row: pd.Series) -> pd.DataFrame:
     if pd.notna(paper_row.beta):
         cand = _where(cand, cand.beta, paper_row.beta)
     return pd.concat([by_name, cand]).sort_values("when", ascending=False, na_position="last")
+
+
+def _scale_rank(scale: str) -> tuple[int, str]:
+    """Sort key of a scale label: those of SCALE_ORDER first, then other labels, then smoke, then none."""
+    if scale in SCALE_ORDER:
+        return SCALE_ORDER.index(scale), scale
+    return len(SCALE_ORDER) + {"smoke": 1, "": 2}.get(scale, 0), scale
+
+
+def table_scales(runs: pd.DataFrame, table: str) -> list[str]:
+    """The scales of our runs of paper table ``table``, in the order a table is filled from (SCALE_ORDER)."""
+    return sorted(set(runs.scale[runs.table == table]), key=_scale_rank)
 
 
 def dense_reference(runs: pd.DataFrame, run: pd.Series) -> pd.Series | None:
@@ -70,7 +86,12 @@ def paper_dense_fps(paper: pd.DataFrame, paper_row: pd.Series) -> float:
 def side_by_side(runs: pd.DataFrame, paper: pd.DataFrame, table: str) -> pd.DataFrame:
     """One paper table, a row per paper row: the paper's values (``<metric>_paper``), ours (``<metric>``,
     NaN where not run), FPS ratios to the dense model, and the run each of our values came from
-    (``run_dir``, ``run_time``, ``n_candidates``: how many runs matched, the newest being used)."""
+    (``run_dir``, ``run_time``, ``n_candidates``: how many runs matched, the newest being used).
+
+    Our values all come from runs of one scale, the first of ``table_scales`` (filter ``runs`` by scale for
+    another): a newer run at another scale never replaces a cell, so a table never mixes scales."""
+    scales = table_scales(runs, table)
+    runs = runs[runs.scale == scales[0]] if scales else runs
     out = []
     for _, p in paper[paper.table == table].iterrows():
         cand = candidates(runs, p)

@@ -14,9 +14,11 @@ from filelock import FileLock
 COLUMNS = (
     "time", "git_commit", "table", "paper_row", "scale", "experiment", "model", "width", "data", "recipe",
     "checkpoint", "method", "prune_method", "prune_ratio", "gdws_beta", "gdws_constraint", "gdws_alphas",
-    "gdws_form", "A_nat", "A_rob", "attack", "n_eval", "size_MB", "size_MB_dense", "macs", "macs_dense", "fps",
-    "throughput", "fps_dense", "throughput_dense", "fast_inference", "threads", "device", "seed", "train_s",
-    "alphas_s", "convert_s", "gdws_layers", "eval_s", "run_dir",
+    "gdws_form", "gdws_calibration", "gdws_calibration_samples", "gdws_whiten", "gdws_refit",
+    "gdws_speedup_measured", "A_nat", "A_rob", "attack", "attack_ran", "n_eval", "size_MB",
+    "size_MB_dense", "macs", "macs_dense", "fps", "throughput", "fps_dense", "throughput_dense", "fast_inference",
+    "fast_forms", "threads", "device", "seed", "train_s", "alphas_s", "calibration_s",
+    "convert_s", "gdws_layers", "eval_s", "run_dir",
 )
 
 

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import torchattacks
 
 from gdws.train.attacks import AttackView, amp_dtype
+from gdws.train.estimate import TrainingTimeEstimate
 
 
 class AdversarialTraining(pl.LightningModule):
@@ -35,6 +36,9 @@ class AdversarialTraining(pl.LightningModule):
             runs in half precision (with a sign-preserving gradient scale); the weight update stays float32
             because automatic optimisation has no loss scaler here.
         channels_last: use the channels-last memory format for the model and its inputs.
+        allow_long: go on with a CPU training whose first steps estimate it at more than a day (otherwise it
+            stops with a message naming the ways forward: gdws.train.estimate). Not a hyper-parameter: it
+            changes neither the weights nor the checkpoint folder.
     """
 
     method: ClassVar[str]
@@ -42,7 +46,7 @@ class AdversarialTraining(pl.LightningModule):
     def __init__(self, model: nn.Module, method: str | None = None, epochs: int = 200, lr: float = 0.1,
                  momentum: float = 0.9, weight_decay: float = 5e-4, milestones: Sequence[float] = (0.5, 0.75),
                  lr_gamma: float = 0.1, eps: float = 8 / 255, val_attack_steps: int = 10, amp: bool = False,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, allow_long: bool = False) -> None:
         super().__init__()
         if not hasattr(self, "method"):
             raise TypeError("AdversarialTraining is the base of the recipes: build StandardTraining, PGDTraining, "
@@ -56,7 +60,8 @@ class AdversarialTraining(pl.LightningModule):
         if any(not 0 < float(f) <= 1 for f in milestones):
             raise ValueError(f"train.milestones are fractions of the epochs in (0, 1], e.g. [0.5, 0.75]; got {list(milestones)}")
         self.model = model
-        self.save_hyperparameters(ignore=["model"])  # includes the subclass's own arguments
+        self.allow_long = bool(allow_long)
+        self.save_hyperparameters(ignore=["model", "allow_long"])  # includes the subclass's own arguments
         self.hparams.method = self.method
         self.hparams.milestones = [float(f) for f in milestones]  # plain list (no ListConfig) in checkpoints
 
@@ -77,6 +82,10 @@ class AdversarialTraining(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits of the wrapped model."""
         return self.model(x)
+
+    def configure_callbacks(self) -> list[pl.Callback]:
+        """The training-time estimate (printed after the first steps; a days-long CPU training stops there)."""
+        return [TrainingTimeEstimate(allow_long=self.allow_long)]
 
     def setup(self, stage: str) -> None:
         """Switch the memory format before the strategy wraps the model (DDP buckets see the final strides)."""

@@ -12,6 +12,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from gdws.core import load_converted
+from gdws.models import create_model
+
 FORMAT = "gdws-converted/1"
 
 
@@ -28,9 +31,6 @@ def save_converted_file(model: nn.Module, meta: dict, path: str | os.PathLike) -
 
 def load_converted_file(path: str | os.PathLike) -> tuple[nn.Module, dict]:
     """Rebuild the eval-mode converted model and its metadata from a file written by `save_converted_file`."""
-    from gdws.core import load_converted
-    from gdws.models import create_model  # imported here: gdws.fast needs the model registry only for this
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no converted model at {path}; create one with `gdws convert CHECKPOINT ... -o {path}`")

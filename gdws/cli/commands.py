@@ -3,7 +3,7 @@
     gdws convert CHECKPOINT --model NAME (--beta B | --macs-ratio R | --max-channels G | --speedup R) -o OUT
     gdws export OUT --onnx FILE [--batch-size N]
 
-OUT is the file format of gdws.fast.artifact (weights plus what is needed to rebuild the architecture).
+OUT is the file format of gdws.cli.artifact (weights plus what is needed to rebuild the architecture).
 """
 from __future__ import annotations
 
@@ -56,8 +56,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _convert(args: argparse.Namespace) -> dict:
-    from gdws.core import convert, load_alphas
-    from gdws.fast.artifact import save_converted_file
+    from gdws.conversion import convert
+    from gdws.core import load_alphas
+    from gdws.cli.artifact import save_converted_file
     from gdws.models import create_model, load_checkpoint
 
     model = create_model(args.model, num_classes=args.num_classes, width=args.width, normalize=args.normalize)
@@ -84,7 +85,7 @@ def _convert(args: argparse.Namespace) -> dict:
 
 def _export(args: argparse.Namespace) -> dict:
     from gdws.fast import optimize_for_inference
-    from gdws.fast.artifact import load_converted_file
+    from gdws.cli.artifact import load_converted_file
     from gdws.fast.onnx_export import check_onnx, export_onnx, ort_fps
 
     if args.batch_size < 1:
@@ -116,6 +117,3 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps(result, indent=1))
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

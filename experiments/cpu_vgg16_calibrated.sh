@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Data-aware GDWS on the CPU study's robust VGG-16 (width 0.5, fast AT, 12 epochs; ../shared/weights), no
+# retraining (issue 21, study 2): the weight-only MAC budget against whitened + refit + Fisher with clean, PGD
+# and mixed calibration sets (1,024 training images) at MAC ratios 1.5 / 2 / 3. PGD-20 on the 1,017 exact test
+# images and the batch-1 CPU FPS ratio against the dense network in every row; AutoAttack on the first 300
+# images for the rows named by AA_RATIOS x AA_CALIBRATION (implicit form: the same function, attacked faster).
+# The dense row and the paper's GDWS row are those of experiments/cpu_tables.sh (results/cpu/tables_runs.csv).
+#   bash experiments/cpu_vgg16_calibrated.sh > outputs/cpu_vgg16_calibrated.log 2>&1
+# Resumable: a row already in the CSV (same constraint, calibration, fisher and attack) is skipped.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+py="${PYTHON:-python}"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"   # as experiments/cpu_tables.sh: batch-1 FPS on one thread
+weights="${WEIGHTS:-$(cd .. && pwd)/shared/weights/vgg16_w0.5_fgsm_rs_e12.pt}"
+csv="${CSV:-results/cpu/calibrated_runs.csv}"
+base=(experiment=table_admm scale=cpu model=vgg16 train=fgsm_rs attack=pgd20 "weights.path=$weights"
+      "paths.runs_csv=$csv" gdws.alphas=none progress=false trainer.enable_progress_bar=false)
+failed=0
+row() {  # row RATIO CALIBRATION [overrides...]: one run.py row unless the CSV has it already
+  local ratio=$1 calib=$2; shift 2
+  local attack=pgd20
+  case " $* " in *" attack=autoattack "*) attack=autoattack ;; esac
+  if [ -f "$csv" ] && "$py" - "$csv" "macs_ratio=$ratio" "$calib" "$attack" <<'EOF'
+import sys, pandas as pd
+d = pd.read_csv(sys.argv[1])
+hit = d[(d.gdws_constraint == sys.argv[2]) & (d.gdws_calibration.fillna("none") == sys.argv[3])
+        & d.attack.str.startswith(sys.argv[4].replace("pgd20", "pgd20-"))]
+sys.exit(0 if len(hit) else 1)
+EOF
+  then echo "=== done already: $ratio $calib $attack"; return; fi
+  echo "=== $(date -u +%FT%TZ) macs_ratio=$ratio calibration=$calib $*"
+  "$py" run.py "${base[@]}" "gdws.macs_ratio=$ratio" "gdws.calibration=$calib" "$@" || failed=$((failed + 1))
+}
+fisher=(gdws.fisher=true)
+# 1. 2x: the weight-only budget, then the three calibration sets
+row 2 none
+row 2 mixed "${fisher[@]}"
+row 2 clean "${fisher[@]}"
+row 2 pgd "${fisher[@]}"
+# 2. 1.5x and 3x with the mixed set, the weight-only budget at 3x
+row 3 mixed "${fisher[@]}"
+row 1.5 mixed "${fisher[@]}"
+row 3 none
+# 3. AutoAttack on the first 300 exact test images
+aa=(attack=autoattack data.eval_subset=300 metrics.fps=false gdws.implicit=true)
+for r in ${AA_RATIOS:-2}; do row "$r" "${AA_CALIBRATION:-mixed}" "${fisher[@]}" "${aa[@]}"; done
+echo "=== $(date -u +%FT%TZ) finished, $failed failed row(s)"
+exit $((failed > 0))

@@ -1,0 +1,147 @@
+"""Calibration data for data-aware GDWS (beyond the paper): checked inputs and per-channel patch statistics.
+
+A calibration set is a few hundred to a few thousand images the network sees in use (training images, never
+the images accuracy is measured on). `calibration_images` checks it once, before any work, and holds it as one
+CPU tensor (1,024 CIFAR images: 12.6 MB); every pass over it then streams batches, so no activation of the
+whole set is ever held. `input_second_moments` gives, per conv, S_c = E[p p^T] of each input channel's
+K x K patches (as the conv reads them: its padding, stride and dilation), in float64, the statistics of the
+whitened decomposition (gdws.core.allocation.Decomposition).
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import Tensor, nn
+
+from .alphas import unfold_input
+from .discovery import eval_mode, model_device_dtype
+
+
+def calibration_images(calibration: Tensor | Iterable, example_input: Tensor) -> Tensor:
+    """The calibration set as one CPU float tensor [N, C, H, W], checked against ``example_input``.
+
+    calibration: a tensor [N, C, H, W], or an iterable of such batches or of (images, labels, ...) tuples (a
+    DataLoader). Raises one ValueError for an empty set, a batch of the wrong shape (channels or image size
+    differing from example_input's), or non-finite values.
+    """
+    if isinstance(calibration, Tensor):
+        batches = [calibration]
+    else:
+        try:
+            batches = [b[0] if isinstance(b, (tuple, list)) else b for b in calibration]
+        except TypeError as exc:
+            raise ValueError("calibration must be a tensor [N, C, H, W] of images or an iterable of batches "
+                             f"(e.g. a DataLoader), got {type(calibration).__name__}") from exc
+    want = tuple(example_input.shape[1:])
+    for b in batches:
+        if not isinstance(b, Tensor) or b.dim() != 4 or not b.is_floating_point():
+            raise ValueError("calibration batches must be floating-point tensors [N, C, H, W], got "
+                             f"{type(b).__name__}{'' if not isinstance(b, Tensor) else ' ' + str(tuple(b.shape))}")
+        if tuple(b.shape[1:]) != want:
+            raise ValueError(f"calibration images have shape {tuple(b.shape[1:])} (C, H, W) but the model is "
+                             f"converted for inputs {want}: pass images with that many channels and that size")
+        if not torch.isfinite(b).all():
+            raise ValueError("calibration images contain NaN or inf; pass finite images")
+    images = torch.cat([b.detach().cpu().float() for b in batches]) if batches else torch.empty(0)
+    if images.shape[0] == 0:
+        raise ValueError("the calibration set is empty; pass at least one image (e.g. 1,024 training images)")
+    return images
+
+
+def batches(images: Tensor, model: nn.Module, batch_size: int) -> Iterator[Tensor]:
+    """``images`` in batches of ``batch_size`` on the model's device and dtype."""
+    device, dtype = model_device_dtype(model)
+    for i in range(0, images.shape[0], batch_size):
+        yield images[i:i + batch_size].to(device, dtype)
+
+
+@contextmanager
+def hooks(modules: dict[str, nn.Module], fn) -> Iterator[None]:
+    """Forward hooks ``fn(name, module, input, output)`` on each module, removed on exit."""
+    handles = [m.register_forward_hook(lambda mod, inp, out, n=n: fn(n, mod, inp[0], out))
+               for n, m in modules.items()]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def channel_patch_gram(conv: nn.Conv2d, x: Tensor) -> Tensor:
+    """sum over samples and positions of p p^T for each input channel's patches: float64 [C, k, k], k = kh*kw."""
+    kk = conv.kernel_size[0] * conv.kernel_size[1]
+    p = unfold_input(conv, x)  # [N, C*k, P]
+    n, _, positions = p.shape
+    p = p.reshape(n, conv.in_channels, kk, positions).permute(1, 2, 0, 3).reshape(conv.in_channels, kk, -1)
+    p = p.to(torch.float64)
+    return p @ p.transpose(1, 2)
+
+
+def input_second_moments(model: nn.Module, names: list[str], images: Tensor,
+                         batch_size: int = 64) -> dict[str, Tensor]:
+    """{conv name: S [C, k, k]}: the mean over images and output positions of each channel's patch outer product.
+
+    One eval-mode, no-grad pass over ``images`` with hooks on the named convs (a conv called several times per
+    forward pools every call). Memory: one batch's patches of one layer at a time, in float64.
+    """
+    convs = {n: model.get_submodule(n) for n in names}
+    sums = {n: torch.zeros(c.in_channels, *(2 * [c.kernel_size[0] * c.kernel_size[1]]), dtype=torch.float64)
+            for n, c in convs.items()}
+    counts = dict.fromkeys(names, 0)
+
+    def accumulate(name: str, conv: nn.Module, x: Tensor, out: Tensor) -> None:
+        sums[name] += channel_patch_gram(conv, x).cpu()
+        counts[name] += out.shape[0] * out.shape[-2] * out.shape[-1]
+
+    with eval_mode(model), torch.no_grad(), hooks(convs, accumulate):
+        for x in batches(images, model, batch_size):
+            model(x)
+    missing = [n for n, k in counts.items() if k == 0]
+    if missing:
+        raise ValueError(f"layers not used in the forward pass of the calibration images: {missing}")
+    return {n: sums[n] / counts[n] for n in names}
+
+
+def output_gradient_moments(model: nn.Module, names: list[str], images: Tensor, batch_size: int = 64,
+                            seed: int = 0) -> dict[str, Tensor]:
+    """{conv name: F [M, M]}: E over images of sum over output positions of g g^T, g = d loss / d (conv output).
+
+    The loss is the cross-entropy of the model's logits against labels SAMPLED from its own softmax (seeded), so
+    F is the output factor of the Kronecker-factored Fisher information (K-FAC), i.e. the curvature of the
+    divergence from the network's own predictions; no true labels are needed. Eval mode, parameters detached
+    (nothing is written to .grad, no weight changes): forward and backward passes only.
+    """
+    from torch.func import functional_call
+
+    convs = {n: model.get_submodule(n) for n in names}
+    sums = {n: torch.zeros(c.out_channels, c.out_channels, dtype=torch.float64) for n, c in convs.items()}
+    params = ({k: v.detach() for k, v in model.named_parameters()}, dict(model.named_buffers()))
+    gen = torch.Generator().manual_seed(seed)
+    probes: dict[str, Tensor] = {}
+
+    def probe(name: str, conv: nn.Module, x: Tensor, out: Tensor) -> Tensor:
+        # d loss / d probe = d loss / d output (a zero leaf added to the output: valid under in-place ops after it)
+        if name in probes:
+            raise ValueError(f"layer '{name}' runs more than once per forward; exclude it to use fisher weighting")
+        probes[name] = torch.zeros_like(out, requires_grad=True)
+        return out + probes[name]
+
+    handles = [c.register_forward_hook(lambda mod, inp, out, n=n: probe(n, mod, inp[0], out)) for n, c in convs.items()]
+    try:
+        with eval_mode(model), torch.enable_grad():
+            for x in batches(images, model, batch_size):
+                probes.clear()
+                logits = functional_call(model, params, (x,))
+                labels = torch.multinomial(logits.detach().float().softmax(1).cpu(), 1, generator=gen)[:, 0]
+                loss = torch.nn.functional.cross_entropy(logits, labels.to(logits.device), reduction="sum")
+                grads = torch.autograd.grad(loss, [probes[n] for n in names], allow_unused=True)
+                for n, g in zip(names, grads):
+                    if g is not None:
+                        rows = g.permute(0, 2, 3, 1).reshape(-1, g.shape[1]).to(torch.float64)
+                        sums[n] += (rows.T @ rows).cpu()
+    finally:
+        for h in handles:
+            h.remove()
+    return {n: sums[n] / images.shape[0] for n in names}

@@ -1,0 +1,144 @@
+"""Closed-form refit of GDWS pointwise stages on calibration data (data-aware GDWS, beyond the paper).
+
+With its depthwise kernels fixed, a GDWS layer's output is linear in its pointwise weights and bias:
+y_hat = P z + b, z the depthwise output at one position. Layer after layer, in forward order, the refit solves
+
+    min_{P, b}  E || y - (P z + b) ||^2
+
+where z is computed on the CONVERTED network's input to the layer (so each refit also absorbs the error of the
+layers before it) and y is the ORIGINAL conv's output on the ORIGINAL network's input. Z^T Z and Z^T Y (with a
+column of ones for the bias) are accumulated in float64 over batches, so memory is one batch's activations of
+one layer plus (G+1)^2 + (G+1) M numbers; the normal equations are solved with a ridge scaled to the trace.
+Cost: each layer needs one pass of the calibration set through both networks up to that layer (the passes
+stop at the layer), i.e. about as many full forward passes as there are converted layers.
+A solution is kept only when it lowers the layer's calibration error, so a refit never makes a layer worse.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .calibration import batches, hooks
+from .discovery import eval_mode
+from .layer import GDWSConv2d
+
+
+class _Reached(Exception):
+    """Raised by a hook to stop a forward pass once the layer of interest has run."""
+
+
+def output_at(model: nn.Module, module: nn.Module, x: Tensor) -> Tensor:
+    """The output of ``module`` (first call) when ``model`` runs on ``x``; the forward pass stops there."""
+    seen: list[Tensor] = []
+
+    def grab(name: str, mod: nn.Module, inp: Tensor, out: Tensor) -> None:
+        seen.append(out)
+        raise _Reached
+
+    with hooks({"target": module}, grab):
+        try:
+            model(x)
+        except _Reached:
+            pass
+    if not seen:
+        raise ValueError(f"{type(module).__name__} was not called in the forward pass")
+    return seen[0]
+
+
+def _rows(t: Tensor) -> Tensor:
+    """[N, F, H, W] -> [N*H*W, F] in float64 (one row per output position)."""
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1]).to(torch.float64)
+
+
+@dataclass
+class RefitStats:
+    """Relative calibration output error of one layer, ||y - y_hat||^2 / ||y||^2, before and after the refit."""
+
+    before: float
+    after: float
+    applied: bool
+
+
+def _solve(gram: Tensor, cross: Tensor, ridge: float) -> Tensor:
+    """argmin_w ||Z w - Y||^2 + lambda ||w||^2 from Z^T Z and Z^T Y, lambda = ridge * tr(Z^T Z) / dim."""
+    dim = gram.shape[0]
+    lam = ridge * float(torch.diagonal(gram).sum()) / dim
+    eye = torch.eye(dim, dtype=gram.dtype)
+    for _ in range(12):  # a rank-deficient Z^T Z (zero or duplicate intermediate channels) needs a larger ridge
+        factor, info = torch.linalg.cholesky_ex(gram + lam * eye)
+        if int(info) == 0:
+            return torch.cholesky_solve(cross, factor)
+        lam = max(lam * 10, 1e-12)
+    return torch.linalg.lstsq(gram, cross).solution
+
+
+def refit_layer(original: nn.Module, converted: nn.Module, name: str, images: Tensor, batch_size: int = 64,
+                ridge: float = 1e-6) -> RefitStats:
+    """Refit the pointwise stage and bias of the GDWSConv2d ``name`` of ``converted`` (see the module docstring)."""
+    layer = converted.get_submodule(name)
+    conv = original.get_submodule(name)
+    if not isinstance(layer, GDWSConv2d):
+        raise ValueError(f"'{name}' is not a GDWSConv2d in the converted model")
+    g_total, m = layer.num_intermediate, layer.out_channels
+    gram = torch.zeros(g_total + 1, g_total + 1, dtype=torch.float64)
+    cross = torch.zeros(g_total + 1, m, dtype=torch.float64)
+    target_sq = 0.0
+    with torch.no_grad(), eval_mode(original), eval_mode(converted):
+        for x in batches(images, converted, batch_size):
+            y = _rows(output_at(original, conv, x))
+            if layer.depthwise is not None:
+                z = _rows(output_at(converted, layer.depthwise, x))
+                z = torch.cat([z, torch.ones(z.shape[0], 1, dtype=z.dtype, device=z.device)], 1)
+            else:  # G = 0: only the bias can be fitted
+                z = torch.ones(y.shape[0], 1, dtype=y.dtype, device=y.device)
+            gram += (z.T @ z).cpu()
+            cross += (z.T @ y).cpu()
+            target_sq += float(y.square().sum())
+    current = _current(layer)
+
+    def error(w: Tensor) -> float:  # ||Y - Z w||^2 from the accumulated moments
+        return target_sq - 2 * float((w * cross).sum()) + float((w * (gram @ w)).sum())
+
+    solution = _solve(gram, cross, ridge)
+    before, after = error(current), error(solution)
+    applied = bool(torch.isfinite(solution).all()) and after < before
+    if applied:
+        _assign(layer, solution)
+    norm = max(target_sq, torch.finfo(torch.float64).tiny)
+    return RefitStats(max(before, 0.0) / norm, max(after if applied else before, 0.0) / norm, applied)
+
+
+def _current(layer: GDWSConv2d) -> Tensor:
+    """The layer's pointwise weights and bias as one [(G + 1), M] float64 matrix (bias in the last row)."""
+    if layer.pointwise is not None:
+        w = layer.pointwise.weight[:, :, 0, 0].T
+        bias = layer.pointwise.bias
+    else:
+        w = torch.zeros(0, layer.out_channels, device=layer.sq_error.device)
+        bias = layer.bias
+    b = bias if bias is not None else torch.zeros(layer.out_channels, device=w.device)
+    return torch.cat([w, b[None]]).detach().to(torch.float64).cpu()
+
+
+def _assign(layer: GDWSConv2d, w: Tensor) -> None:
+    """Write a [(G + 1), M] solution into the layer, adding a bias where the layer had none (a fitted offset)."""
+    weight, bias = w[:-1].T, w[-1]
+    with torch.no_grad():
+        if layer.pointwise is not None:
+            pw = layer.pointwise
+            pw.weight.copy_(weight[:, :, None, None].to(pw.weight))
+            if pw.bias is None:
+                pw.bias = nn.Parameter(torch.zeros_like(pw.weight[:, 0, 0, 0]))
+            pw.bias.copy_(bias.to(pw.weight))
+        else:
+            if layer.bias is None:
+                layer.bias = nn.Parameter(torch.zeros(layer.out_channels, device=layer.sq_error.device))
+            layer.bias.copy_(bias.to(layer.bias))
+
+
+def refit_pointwise(original: nn.Module, converted: nn.Module, names: list[str], images: Tensor,
+                    batch_size: int = 64, ridge: float = 1e-6) -> dict[str, RefitStats]:
+    """Refit every named GDWS layer of ``converted`` in the given (forward) order; {name: RefitStats}."""
+    return {n: refit_layer(original, converted, n, images, batch_size, ridge) for n in names}
