@@ -3,7 +3,7 @@
 # retraining (issue 21, study 2): the weight-only MAC budget against whitened + refit + Fisher with clean, PGD
 # and mixed calibration sets (1,024 training images) at MAC ratios 1.5 / 2 / 3. PGD-20 on the 1,017 exact test
 # images and the batch-1 CPU FPS ratio against the dense network in every row; AutoAttack on the first 300
-# images for the rows named by AA_RATIOS x AA_CALIBRATION (implicit form: the same function, attacked faster).
+# images for the rows marked aa (implicit form: the same function, attacked faster).
 # The dense row and the paper's GDWS row are those of experiments/cpu_tables.sh (results/cpu/tables_runs.csv).
 #   bash experiments/cpu_vgg16_calibrated.sh > outputs/cpu_vgg16_calibrated.log 2>&1
 # Resumable: a row already in the CSV (same constraint, calibration, fisher and attack) is skipped.
@@ -32,17 +32,17 @@ EOF
   "$py" run.py "${base[@]}" "gdws.macs_ratio=$ratio" "gdws.calibration=$calib" "$@" || failed=$((failed + 1))
 }
 fisher=(gdws.fisher=true)
-# 1. 2x: the weight-only budget, then the three calibration sets
-row 2 none
-row 2 mixed "${fisher[@]}"
-row 2 clean "${fisher[@]}"
-row 2 pgd "${fisher[@]}"
-# 2. 1.5x and 3x with the mixed set, the weight-only budget at 3x
-row 3 mixed "${fisher[@]}"
-row 1.5 mixed "${fisher[@]}"
-row 3 none
-# 3. AutoAttack on the first 300 exact test images
 aa=(attack=autoattack data.eval_subset=300 metrics.fps=false gdws.implicit=true)
-for r in ${AA_RATIOS:-2}; do row "$r" "${AA_CALIBRATION:-mixed}" "${fisher[@]}" "${aa[@]}"; done
+# The rows, as RATIO:CALIBRATION[:aa] (calibration none: the weight-only budget; aa: AutoAttack on the first
+# 300 exact test images). Arguments replace the default list, e.g. `... cpu_vgg16_calibrated.sh 3:mixed`.
+rows=("$@")
+[ ${#rows[@]} -gt 0 ] || rows=(2:none 2:mixed 3:mixed 2:clean 2:pgd 1.5:mixed 3:none 2:mixed:aa)
+for spec in "${rows[@]}"; do
+  IFS=: read -r ratio calib what <<<"$spec"
+  extra=()
+  [ "$calib" = none ] || extra+=("${fisher[@]}")
+  [ "$what" = aa ] && extra+=("${aa[@]}")
+  row "$ratio" "$calib" "${extra[@]}"
+done
 echo "=== $(date -u +%FT%TZ) finished, $failed failed row(s)"
 exit $((failed > 0))

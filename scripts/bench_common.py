@@ -13,7 +13,19 @@ import torch
 from torch import nn
 
 from gdws.core import GDWSConv2d, convert
+from gdws.data import CIFAR10DataModule
 from gdws.fast.timing import time_call, time_rounds
+from gdws.models import create_model, load_checkpoint
+
+
+def real_resnet20(checkpoint: str, data: str) -> tuple[nn.Module, CIFAR10DataModule, list]:
+    """The third-party ResNet-20 (ImageNet input statistics) in eval mode, its CIFAR-10 DataModule and the
+    1,017 exact test images as one batch (the studies' test set)."""
+    dense = load_checkpoint(create_model("resnet20", normalize="imagenet"), checkpoint).eval()
+    dm = CIFAR10DataModule(root=data, exact_only=True, eval_batch_size=1017)
+    dm.prepare_data()
+    dm.setup("test")
+    return dense, dm, list(dm.test_dataloader())
 
 
 def convert_every_layer(model: nn.Module, ratio: float) -> tuple[nn.Module, float]:

@@ -28,11 +28,11 @@ import pandas as pd
 import torch
 
 import gdws
-from gdws.data import CIFAR10DataModule
 from gdws.eval import evaluate
 from gdws.metrics import count_macs, device_name, measure_fps
-from gdws.models import create_model, load_checkpoint
 from gdws.tables.render import markdown
+
+from bench_common import real_resnet20  # scripts/ is on the path when run as a script
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (after choosing the file backend)
@@ -149,11 +149,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
-    dense = load_checkpoint(create_model("resnet20", normalize="imagenet"), args.checkpoint).eval()
-    dm = CIFAR10DataModule(root=args.data, exact_only=True, eval_batch_size=1017)
-    dm.prepare_data()
-    dm.setup("test")
-    test = list(dm.test_dataloader())
+    dense, dm, test = real_resnet20(args.checkpoint, args.data)
     betas = [float(b) for b in args.betas.split(",")]
     ratios = [float(r) for r in args.ratios.split(",")]
     n_alpha = args.alpha_samples

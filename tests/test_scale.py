@@ -55,9 +55,13 @@ def test_validate_refuses_the_mislabel_before_anything_runs(tmp_path):
 def test_committed_rows_carry_the_scale_their_experiment_runs_at(tmp_path):
     rows = pd.concat([pd.read_csv(p, dtype=str, keep_default_na=False)
                       for p in sorted((REPO / "results").glob("**/*runs*.csv"))])
-    labels = {e: _checked(tmp_path, [f"experiment={e}"]).scale for e in set(rows.experiment) & set(EXPERIMENTS)}
-    assert labels, "no committed row names an experiment"
-    for experiment, scale in labels.items():
-        assert set(rows[rows.experiment == experiment].scale) == {scale}, experiment
+    pairs = rows[rows.experiment.isin(EXPERIMENTS)][["experiment", "scale"]].drop_duplicates()
+    assert len(pairs), "no committed row names an experiment"
+    for experiment, scale in pairs.itertuples(index=False):
+        # composed at the row's own label, the experiment must keep that label and give the row's width
+        cfg = _checked(tmp_path, [f"experiment={experiment}", f"scale={scale}"])
+        assert cfg.scale == scale, (experiment, scale)
+        widths = pd.to_numeric(rows[(rows.experiment == experiment) & (rows.scale == scale)].width)
+        assert (widths == float(cfg.model.width)).all(), (experiment, scale)
     paper = rows[rows.scale == "paper"]
     assert (pd.to_numeric(paper.width) == 1.0).all(), "a reduced-width row is labelled paper"
