@@ -38,6 +38,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="models of the Figure-1 plot")
     parser.add_argument("--sweep", default=None, metavar="EXPERIMENT[:MODEL]",
                         help="the beta sweep to plot (default: the experiment and model with the most betas)")
+    parser.add_argument("--tradeoff", nargs="+", default=[], metavar="EXPERIMENT",
+                        help="also plot accuracy and FPS against MACs for these experiments (e.g. table_admm)")
     parser.add_argument("--no-plots", action="store_true")
     return parser.parse_args(argv)
 
@@ -60,7 +62,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"wrote {args.out / experiment}.md ({n} runs)")
     if args.no_plots:
         return
-    for experiment in own:
+    for experiment in [*own, *args.tradeoff]:
         tradeoff = plot_tradeoff(runs, args.out, experiment)
         print(f"wrote {tradeoff}" if tradeoff else f"{experiment}: fewer than two GDWS runs, no tradeoff plot")
     name = "_".join(args.figure_models)

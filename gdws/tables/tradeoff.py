@@ -17,7 +17,8 @@ ALLOCATIONS = {"beta": "LEGO (beta per layer)", "max_channels": "MEGO (G per lay
 def tradeoff_runs(runs: pd.DataFrame, experiment: str, model: str | None = None) -> pd.DataFrame:
     """The GDWS runs without pruning of ``experiment`` (and ``model``; default the one with the most runs) under
     the attack most of them used, explicit form only (an implicit run costs dense MACs), newest per
-    constraint and alpha mode, with ``allocation``, ``mac_ratio`` and ``fps_ratio`` columns, sorted by
+    constraint and variant (alpha mode, calibration set), with ``allocation``, ``variant``, ``mac_ratio`` and
+    ``fps_ratio`` columns, sorted by
     MAC ratio. Empty when there is none."""
     rows = runs[(runs.experiment == experiment) & (runs.setting == "gdws") & (runs.gdws_form != "implicit")
                 & runs.macs.notna()]
@@ -27,7 +28,12 @@ def tradeoff_runs(runs: pd.DataFrame, experiment: str, model: str | None = None)
         return rows
     model, scale, attack = rows.groupby(["model", "scale", "attack"]).size().idxmax()
     rows = rows[(rows.model == model) & (rows.scale == scale) & (rows.attack == attack)].sort_values("when")
-    rows = rows.drop_duplicates(["gdws_constraint", "gdws_alphas"], keep="last")
+    # a data-aware conversion is its own curve: the alphas plus the calibration set (and Fisher weighting) it used
+    calibration = rows.get("gdws_calibration", pd.Series("", index=rows.index)).fillna("").replace("none", "")
+    fisher = rows.get("gdws_fisher", pd.Series("", index=rows.index)).astype(str).str.lower().eq("true")
+    variant = rows.gdws_alphas.replace("", "none").radd("alphas=") + calibration.where(
+        calibration == "", ", calibration=" + calibration + fisher.map({True: " + Fisher", False: ""}))
+    rows = rows.assign(variant=variant).drop_duplicates(["gdws_constraint", "variant"], keep="last")
     kind = rows.gdws_constraint.str.partition("=")[0].str.strip()
     return rows.assign(allocation=kind.map(ALLOCATIONS).fillna(kind),
                        mac_ratio=rows.macs_dense / rows.macs,
@@ -48,8 +54,8 @@ def plot_tradeoff(runs: pd.DataFrame, out_dir: Path, experiment: str, model: str
     mdl = rows.model.iloc[0]
     dense = dense_reference(runs, rows.iloc[0])
     fig, (acc, speed) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for i, ((allocation, alphas), sub) in enumerate(rows.groupby(["allocation", rows.gdws_alphas.replace("", "none")])):
-        label, colour = f"{allocation}, alphas={alphas}", f"C{i}"
+    for i, ((allocation, variant), sub) in enumerate(rows.groupby(["allocation", "variant"])):
+        label, colour = f"{allocation}, {variant}", f"C{i}"
         x = [1.0, *sub.mac_ratio] if dense is not None else list(sub.mac_ratio)
         for metric, style in (("A_nat", "o--"), ("A_rob", "s-")):
             y = [dense[metric], *sub[metric]] if dense is not None else list(sub[metric])
