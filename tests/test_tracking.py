@@ -74,9 +74,10 @@ def test_the_run_summary_gives_each_result_against_the_dense_network():
     assert lines[8:] == ["row        /p/outputs/runs.csv  (and row.json in the run folder)",
                          "run folder /p/outputs/run/1"]
     calibrated = {**ROW, "gdws_calibration": "pgd", "gdws_calibration_samples": 1024, "gdws_whiten": True,
-                  "gdws_refit": False}
-    assert "(alphas pgd, pgd calibration on 1024 images (whiten True, refit False), explicit form)" in run_summary(
-        calibrated, runs_csv="r.csv", run_dir="d")
+                  "gdws_refit": False, "gdws_fisher": True}
+    assert ("(alphas pgd, pgd calibration on 1024 images (whiten True, refit False, fisher True), explicit form)"
+            in run_summary(
+        calibrated, runs_csv="r.csv", run_dir="d"))
 
 
 def test_the_summary_says_what_did_not_run():
