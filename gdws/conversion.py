@@ -33,5 +33,4 @@ def convert(model: nn.Module, *, speedup: float | None = None, device: torch.dev
         return core_convert(model, **kwargs)
     from gdws.fast.speedup import speedup_allocator  # timing machinery only when a latency budget is asked for
 
-    cache = False if latency_cache is False else latency_cache
-    return core_convert(model, allocator=speedup_allocator(speedup, device, cache, latency_time), **kwargs)
+    return core_convert(model, allocator=speedup_allocator(speedup, device, latency_cache, latency_time), **kwargs)

@@ -15,7 +15,9 @@ from contextlib import contextmanager
 import torch
 from torch import Tensor, nn
 
-from .alphas import unfold_input
+from torch.func import functional_call
+
+from .alphas import _detached_state, unfold_input
 from .discovery import eval_mode, model_device_dtype
 
 
@@ -59,7 +61,8 @@ def batches(images: Tensor, model: nn.Module, batch_size: int) -> Iterator[Tenso
 
 @contextmanager
 def hooks(modules: dict[str, nn.Module], fn) -> Iterator[None]:
-    """Forward hooks ``fn(name, module, input, output)`` on each module, removed on exit."""
+    """Forward hooks ``fn(name, module, input, output)`` on each module, removed on exit (a value ``fn`` returns
+    replaces the module's output, as with any forward hook)."""
     handles = [m.register_forward_hook(lambda mod, inp, out, n=n: fn(n, mod, inp[0], out))
                for n, m in modules.items()]
     try:
@@ -113,11 +116,9 @@ def output_gradient_moments(model: nn.Module, names: list[str], images: Tensor, 
     divergence from the network's own predictions; no true labels are needed. Eval mode, parameters detached
     (nothing is written to .grad, no weight changes): forward and backward passes only.
     """
-    from torch.func import functional_call
-
     convs = {n: model.get_submodule(n) for n in names}
     sums = {n: torch.zeros(c.out_channels, c.out_channels, dtype=torch.float64) for n, c in convs.items()}
-    params = ({k: v.detach() for k, v in model.named_parameters()}, dict(model.named_buffers()))
+    params = _detached_state(model)
     gen = torch.Generator().manual_seed(seed)
     probes: dict[str, Tensor] = {}
 
@@ -128,20 +129,15 @@ def output_gradient_moments(model: nn.Module, names: list[str], images: Tensor, 
         probes[name] = torch.zeros_like(out, requires_grad=True)
         return out + probes[name]
 
-    handles = [c.register_forward_hook(lambda mod, inp, out, n=n: probe(n, mod, inp[0], out)) for n, c in convs.items()]
-    try:
-        with eval_mode(model), torch.enable_grad():
-            for x in batches(images, model, batch_size):
-                probes.clear()
-                logits = functional_call(model, params, (x,))
-                labels = torch.multinomial(logits.detach().float().softmax(1).cpu(), 1, generator=gen)[:, 0]
-                loss = torch.nn.functional.cross_entropy(logits, labels.to(logits.device), reduction="sum")
-                grads = torch.autograd.grad(loss, [probes[n] for n in names], allow_unused=True)
-                for n, g in zip(names, grads):
-                    if g is not None:
-                        rows = g.permute(0, 2, 3, 1).reshape(-1, g.shape[1]).to(torch.float64)
-                        sums[n] += (rows.T @ rows).cpu()
-    finally:
-        for h in handles:
-            h.remove()
+    with eval_mode(model), torch.enable_grad(), hooks(convs, probe):
+        for x in batches(images, model, batch_size):
+            probes.clear()
+            logits = functional_call(model, params, (x,))
+            labels = torch.multinomial(logits.detach().float().softmax(1).cpu(), 1, generator=gen)[:, 0]
+            loss = torch.nn.functional.cross_entropy(logits, labels.to(logits.device), reduction="sum")
+            grads = torch.autograd.grad(loss, [probes[n] for n in names], allow_unused=True)
+            for n, g in zip(names, grads):
+                if g is not None:
+                    rows = g.permute(0, 2, 3, 1).reshape(-1, g.shape[1]).to(torch.float64)
+                    sums[n] += (rows.T @ rows).cpu()
     return {n: sums[n] / images.shape[0] for n in names}
