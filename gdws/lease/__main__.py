@@ -63,14 +63,14 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work or Path(tempfile.mkdtemp(prefix="gdws-lease-"))
     paths = _paths(args, work)
     steps = build_plan(scale, paths, python=sys.executable)
+    text = describe(steps, scale, args.deadline)
+    print(text, flush=True)
+    if args.plan_only:  # printing the plan needs no data: only a real run is refused without it
+        return 0
     data = next(s for s in steps if s.name == "data")
     if not data.not_needed and not (paths.kit / "build.py").is_file():
         parser.error(f"no CIFAR-10 in {paths.data} and no rebuild kit at {paths.kit} (run scripts/prepare_lease.py, "
                      "or pass --data DIR / --kit DIR)")
-    text = describe(steps, scale, args.deadline)
-    print(text, flush=True)
-    if args.plan_only:
-        return 0
     print(f"work folder {work}, results to {args.out}", flush=True)
     # experiments/gpu_lease.sh notes when the command started: imports and planning count against the deadline
     before = max(0.0, time.time() - float(os.environ.get("GDWS_LEASE_T0") or time.time()))
