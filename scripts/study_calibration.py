@@ -5,7 +5,8 @@ Curves (network MAC budget, convert(macs_ratio=r)): the paper-style weight-only 
 PGD alphas, then the data-aware steps one by one on a calibration set of clean TRAINING images (augmentation
 off, seed 1, disjoint from the 1,017 exact test images accuracy is measured on): whitened scores and kernels
 alone, the pointwise refit alone (weight-only allocation), both, both with the K-FAC Fisher output weighting
-(fisher=True), and that again with 256 and 4,096 calibration images. A_nat on the 1,017 exact test images; a weak PGD-5 (eps 1/255) at a few ratios; conversion seconds.
+(fisher=True), that with two rounds of alternating depthwise / pointwise refits (refit_rounds=2), and the Fisher
+curve again with 256 and 4,096 calibration images. A_nat on the 1,017 exact test images; a weak PGD-5 (eps 1/255) at a few ratios; conversion seconds.
 Writes results.csv, results.md and accuracy_vs_macs.png under --out.
 
 Example: python scripts/study_calibration.py            (about 40 min on one quiet core; --quick: a smoke run)
@@ -42,6 +43,7 @@ CURVES = [("budget, alpha = 1", 0, {}),
           ("refit alone", 1024, {"whiten": False}),
           ("whitened + refit", 1024, {}),
           ("whitened + refit + Fisher", 1024, {"fisher": True}),
+          ("whitened + refit + Fisher + 2 rounds", 1024, {"fisher": True, "refit_rounds": 2}),
           ("whitened + refit + Fisher, 256 images", 256, {"fisher": True}),
           ("whitened + refit + Fisher, 4,096 images", 4096, {"fisher": True})]
 
@@ -55,6 +57,8 @@ def _args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--few-ratios", default="2,3", help="ratios for the 256 / 4,096-image curves")
     p.add_argument("--weak-ratios", default="2,3", help="ratios with the weak PGD-5 check")
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--curves", help="run only the curves whose label contains one of these comma-separated "
+                   "strings; the other curves' rows are kept from the existing results.csv")
     p.add_argument("--quick", action="store_true", help="two ratios, small calibration sets: a smoke run")
     return p.parse_args(argv)
 
@@ -82,6 +86,13 @@ def _plot(df: pd.DataFrame, out: Path) -> None:
     fig.savefig(out / "accuracy_vs_macs.png", dpi=110)
 
 
+def _table(rows: list[dict], kept: pd.DataFrame) -> pd.DataFrame:
+    """This run's rows, then the kept rows of other curves, in the order of CURVES."""
+    df = pd.concat([pd.DataFrame(rows), kept], ignore_index=True)
+    order = {label: i for i, label in enumerate(["dense"] + [c[0] for c in CURVES])}
+    return df.sort_values("curve", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run every curve and write the table and the plot."""
     args = _args(argv)
@@ -93,7 +104,16 @@ def main(argv: list[str] | None = None) -> None:
     ratios = [float(r) for r in args.ratios.split(",")]
     few = {float(r) for r in args.few_ratios.split(",")}
     weak = {float(r) for r in args.weak_ratios.split(",")}
-    curves = CURVES
+    curves, kept = CURVES, pd.DataFrame()
+    if args.curves:
+        keys = args.curves.split(",")
+        curves = [c for c in CURVES if any(k in c[0] for k in keys)]
+        if not curves:
+            raise SystemExit(f"--curves {args.curves!r} matches none of: {', '.join(c[0] for c in CURVES)}")
+        previous = out / "results.csv"
+        if previous.exists():
+            old = pd.read_csv(previous)
+            kept = old[~old["curve"].isin([c[0] for c in curves] + ["dense"])]
     if args.quick:
         ratios, few = ratios[2:4], set(ratios[2:4])
         curves = [(label, min(n, 64), kw) for label, n, kw in CURVES]
@@ -120,10 +140,10 @@ def main(argv: list[str] | None = None) -> None:
                    "A_weak_pgd": _weak_pgd(model, test) if r in weak and n == 1024 else None,
                    "convert_s": seconds}
             rows.append(row)
-            pd.DataFrame(rows).to_csv(out / "results.csv", index=False, float_format="%.4g")  # progress survives a kill
+            _table(rows, kept).to_csv(out / "results.csv", index=False, float_format="%.4g")  # survives a kill
             print(f"{label:>32} r={r:<4g} MACx{row['mac_ratio']:.2f} A_nat {row['A_nat']:.2f} "
                   f"({seconds:.0f} s)", flush=True)
-    df = pd.DataFrame(rows)
+    df = _table(rows, kept)
     df.to_csv(out / "results.csv", index=False, float_format="%.4g")
     load = os.getloadavg()
     header = [f"Command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`", "",

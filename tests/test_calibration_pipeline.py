@@ -29,6 +29,9 @@ def _gdws(**changes) -> dict:
     ({"refit": "yes"}, "gdws.refit"),
     ({"whiten": 1}, "gdws.whiten"),
     ({"fisher": "true"}, "gdws.fisher"),
+    ({"refit_rounds": -2}, "refit_rounds"),
+    ({"calibration": "none", "refit_rounds": 1}, "refit_rounds > 0 needs a calibration set"),  # would not run
+    ({"refit": False, "refit_rounds": 1}, "refit_rounds > 0 needs a calibration set"),
     ({"calibration": "pgd", "calibration_attack": {"eps": -1, "step_size": 0.01, "steps": 3}}, "eps"),
     ({"calibration": "pgd", "calibration_attack": {"eps": 0.03, "step_size": 0.01, "steps": 0}}, "steps"),
     ({"calibration": "mixed", "calibration_attack": {"eps": 0.03, "step_size": float("nan"), "steps": 2}},
@@ -64,11 +67,12 @@ def test_calibration_images_come_from_the_training_split_and_pgd_moves_them_with
 
 def test_a_calibrated_run_records_its_settings_and_caches_the_set(run_smoke, smoke_project: Path) -> None:
     overrides = ("gdws.macs_ratio=1.5", "gdws.calibration=mixed", "gdws.calibration_samples=16",
-                 "gdws.calibration_attack.steps=2", "gdws.fisher=true", "metrics.fps=false", "attack=none")
+                 "gdws.calibration_attack.steps=2", "gdws.fisher=true", "gdws.refit_rounds=1", "metrics.fps=false",
+                 "attack=none")
     row = run_smoke(*overrides)
     assert row["gdws_calibration"] == "mixed" and row["gdws_calibration_samples"] == 16
     assert row["gdws_refit"] is True and row["gdws_whiten"] is True and row["gdws_fisher"] is True
-    assert row["gdws_layers"] > 0
+    assert row["gdws_refit_rounds"] == 1 and row["gdws_layers"] > 0
     assert row["macs_dense"] / row["macs"] >= 1.5
     cached = list((smoke_project / "cache" / "calibration").glob("*-mixed-n16-*.pt"))
     assert len(cached) == 1 and torch.load(cached[0], weights_only=True).shape[0] == 16

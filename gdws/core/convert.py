@@ -16,6 +16,7 @@ from .calibration import calibration_images, input_second_moments, output_gradie
 from .discovery import default_example_input, skip_reasons, trace_layers
 from .layer import GDWSConv2d
 from .refit import refit_pointwise
+from .refit_alternating import refit_alternating
 
 REPORT_COLUMNS = ["name", "C", "K", "M", "stride", "groups", "G", "error", "macs_before", "macs_after",
                   "converted", "reason", "g_hist"]
@@ -46,7 +47,8 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
             include: Sequence[str] | None = None, exclude: Sequence[str] | None = None, skip_first: bool = True,
             implicit: bool = False, force: bool = False, allocator: Allocator | None = None,
             calibration: Tensor | Iterable | None = None, whiten: bool = True, refit: bool = True,
-            fisher: bool = False, ridge: float = 1e-6, batch_size: int = 64) -> tuple[nn.Module, pd.DataFrame]:
+            fisher: bool = False, refit_rounds: int = 0, ridge: float = 1e-6,
+            batch_size: int = 64) -> tuple[nn.Module, pd.DataFrame]:
     """Convert a pre-trained network to GDWS; returns (converted deep copy, per-Conv2d report). The input is untouched.
 
     Exactly one budget: `beta` (LEGO, same error budget in every layer), `max_channels` (MEGO, same G budget in every
@@ -75,13 +77,16 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
     original network's outputs (gdws.core.refit); G and MACs are unchanged. `fisher` also weights each layer's
     output side by its K-FAC Fisher factor (gdws.core.calibration.output_gradient_moments: one backward pass per
     batch, no weight change), so that scores estimate the loss increase and compare across layers; it changes the
-    allocation and the kernels, not the refit's target. `ridge`: relative ridge of all of them.
+    allocation and the kernels, not the refit's target. `refit_rounds` > 0 follows each layer's pointwise refit
+    with that many rounds of alternating depthwise / pointwise least squares (gdws.core.refit_alternating: more
+    accurate, costlier for wide layers). `ridge`: relative ridge of all of them.
     The report then has columns calib_err_before / calib_err_after: each converted layer's relative output
     error ||y - y_hat||^2 / ||y||^2 on the calibration set (converted network's input against the original
     network's output), before and after its refit. Memory: one batch (`batch_size` images) of one layer's
     patches or activations at a time, plus per layer [C, K^2, K^2] and (G+1)^2 float64 accumulators; time: one
     pass for the statistics and, for the refit, about one full forward pass per converted layer.
     """
+    check_refit_rounds(refit_rounds, calibration is not None and refit)
     budgets = [b is not None for b in (beta, max_channels, macs_ratio, allocator)]
     if sum(budgets) != 1:
         raise ValueError("pass exactly one of beta= (per-layer error budget), max_channels= (per-layer G budget), "
@@ -152,7 +157,8 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS).astype({"G": "Int64"})
     if images is not None and refit:
         order = sorted((r["name"] for r in rows if r["converted"]), key=lambda n: traces[n].order)
-        stats = refit_pointwise(model, converted, order, images, batch_size, ridge)
+        stats = (refit_alternating(model, converted, order, images, refit_rounds, batch_size, ridge) if refit_rounds
+                 else refit_pointwise(model, converted, order, images, batch_size, ridge))
         report["calib_err_before"] = report["name"].map({n: s.before for n, s in stats.items()})
         report["calib_err_after"] = report["name"].map({n: s.after for n, s in stats.items()})
         if implicit:  # refit on the explicit layers, then keep the same function as plain convs
@@ -169,6 +175,16 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
         report.attrs["macs_ratio_gap"] = gap
     report.attrs["calibration_samples"] = 0 if images is None else int(images.shape[0])
     return converted, report
+
+
+def check_refit_rounds(rounds: int, refitting: bool = True) -> int:
+    """``rounds`` if it is a non-negative int (and 0 unless the conversion refits), else one ValueError."""
+    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
+        raise ValueError(f"refit_rounds must be a non-negative integer (0: pointwise refit only), got {rounds!r}")
+    if rounds and not refitting:
+        raise ValueError("refit_rounds > 0 needs a calibration set and refit=True (it refits both GDWS stages on "
+                         "calibration data); pass calibration= or set refit_rounds=0")
+    return rounds
 
 
 def _built(model: nn.Module, decs: dict, gs: dict[str, Tensor | None]) -> nn.Module:

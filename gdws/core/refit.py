@@ -29,12 +29,12 @@ class _Reached(Exception):
     """Raised by a hook to stop a forward pass once the layer of interest has run."""
 
 
-def output_at(model: nn.Module, module: nn.Module, x: Tensor) -> Tensor:
-    """The output of ``module`` (first call) when ``model`` runs on ``x``; the forward pass stops there."""
-    seen: list[Tensor] = []
+def _first_call(model: nn.Module, module: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    """(input, output) of the first call of ``module`` when ``model`` runs on ``x``; the pass stops there."""
+    seen: list[tuple[Tensor, Tensor]] = []
 
     def grab(name: str, mod: nn.Module, inp: Tensor, out: Tensor) -> None:
-        seen.append(out)
+        seen.append((inp, out))
         raise _Reached
 
     with hooks({"target": module}, grab):
@@ -45,6 +45,16 @@ def output_at(model: nn.Module, module: nn.Module, x: Tensor) -> Tensor:
     if not seen:
         raise ValueError(f"{type(module).__name__} was not called in the forward pass")
     return seen[0]
+
+
+def output_at(model: nn.Module, module: nn.Module, x: Tensor) -> Tensor:
+    """The output of ``module`` (first call) when ``model`` runs on ``x``; the forward pass stops there."""
+    return _first_call(model, module, x)[1]
+
+
+def input_at(model: nn.Module, module: nn.Module, x: Tensor) -> Tensor:
+    """The input of ``module`` (first call) when ``model`` runs on ``x``; the forward pass stops there."""
+    return _first_call(model, module, x)[0]
 
 
 def _rows(t: Tensor) -> Tensor:
@@ -59,6 +69,11 @@ class RefitStats:
     before: float
     after: float
     applied: bool
+
+
+def sq_error(w: Tensor, gram: Tensor, cross: Tensor, target_sq: float) -> float:
+    """||Y - Z w||^2 from the moments Z^T Z (gram), Z^T Y (cross) and ||Y||^2 (target_sq)."""
+    return target_sq - 2 * float((w * cross).sum()) + float((w * (gram @ w)).sum())
 
 
 def _solve(gram: Tensor, cross: Tensor, ridge: float) -> Tensor:
@@ -97,12 +112,8 @@ def refit_layer(original: nn.Module, converted: nn.Module, name: str, images: Te
             cross += (z.T @ y).cpu()
             target_sq += float(y.square().sum())
     current = _current(layer)
-
-    def error(w: Tensor) -> float:  # ||Y - Z w||^2 from the accumulated moments
-        return target_sq - 2 * float((w * cross).sum()) + float((w * (gram @ w)).sum())
-
     solution = _solve(gram, cross, ridge)
-    before, after = error(current), error(solution)
+    before, after = sq_error(current, gram, cross, target_sq), sq_error(solution, gram, cross, target_sq)
     applied = bool(torch.isfinite(solution).all()) and after < before
     if applied:
         _assign(layer, solution)

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from gdws.core.alphas import pgd_attack
+from gdws.core.convert import check_refit_rounds
 from gdws.pipeline.context import settings_key, to_plain
 from gdws.utils import weights_fingerprint
 
@@ -38,6 +39,8 @@ def check_calibration(g: DictConfig | dict) -> None:
     for key in ("whiten", "refit", "fisher"):
         if not isinstance(g.get(key, True), bool):
             raise ValueError(f"gdws.{key} must be true or false, got {g.get(key)!r}")
+    # refit_rounds > 0 without a calibration set or with refit=false would silently not run: refused
+    check_refit_rounds(g.get("refit_rounds", 0), refitting=mode != "none" and bool(g.get("refit", True)))
     if mode == "none":
         return
     n = g.get("calibration_samples")

@@ -109,7 +109,7 @@ def apply_gdws(cfg: DictConfig, model: nn.Module, datamodule, device: torch.devi
         model, alphas=alphas, input_size=tuple(cfg.metrics.input_size), include=to_plain(g.include),
         exclude=to_plain(g.exclude), skip_first=bool(g.skip_first), implicit=bool(g.implicit),
         force=bool(g.force), calibration=calibration, whiten=bool(g.whiten), refit=bool(g.refit),
-        fisher=bool(g.fisher), **budget,
+        fisher=bool(g.fisher), refit_rounds=int(g.refit_rounds) if calibration is not None else 0, **budget,
     )
     convert_s = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -127,6 +127,7 @@ def apply_gdws(cfg: DictConfig, model: nn.Module, datamodule, device: torch.devi
         "gdws_whiten": None if calibration is None else bool(g.whiten),
         "gdws_refit": None if calibration is None else bool(g.refit),
         "gdws_fisher": None if calibration is None else bool(g.fisher),
+        "gdws_refit_rounds": None if calibration is None else int(g.refit_rounds),
         "alphas_s": round(alphas_s, 3),
         "calibration_s": round(calibration_s, 3),
         "convert_s": round(convert_s, 3),

@@ -1,0 +1,120 @@
+"""Alternating least-squares refit of both GDWS stages on calibration data (data-aware GDWS, beyond the paper).
+
+The pointwise refit (gdws.core.refit) fixes the depthwise kernels. With the pointwise weights P [M, G] and bias
+b fixed instead, the layer output is linear in the depthwise kernels as well:
+
+    y_hat_o = sum_i P[o, i] d_i^T p_{c(i)} + b_o
+
+(d_i the K*K kernel of intermediate channel i, c(i) the input channel it reads, p_c that channel's K*K patch).
+So the two stages can be solved in turn, each step a closed-form least-squares solve that cannot raise the
+error (ridge aside: the best step is kept). Both solves need only the moments of the layer's input patches
+q = [p_1; ...; p_C; 1] against the target y, taken in one streaming pass per layer (the same passes and the same
+target as the pointwise refit: converted network's input to the layer, original conv's output):
+
+    U = sum q q^T   [(CKK+1)^2],   V = sum y q^T   [M, CKK+1],   sum ||y||^2
+
+pointwise step: with A [(G+1), CKK+1] mapping q to [z; 1], Z^T Z = A U A^T and Z^T Y = A V^T;
+depthwise step: the normal matrix is (P^T P)[i, i'] * U[c(i) block, c(i') block] (G*K*K unknowns) and the
+right-hand side the c(i) block of P^T (V - b sum p^T), row i.
+Memory: U in float64, (CKK+1)^2 numbers (170 MB for a 512-channel 3x3 layer) and the depthwise system,
+(G K K)^2. Time per layer: the pass (rows x (CKK+1)^2 multiply-adds per batch for U) and one Cholesky of size
+G*K*K per round; refit_pointwise's cost is the pass alone with (G+1)^2 instead of (CKK+1)^2.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .alphas import unfold_input
+from .calibration import batches
+from .discovery import eval_mode
+from .layer import GDWSConv2d
+from .refit import RefitStats, _assign, _current, _rows, _solve, input_at, output_at, refit_layer, sq_error
+
+
+def patch_moments(original: nn.Module, converted: nn.Module, name: str, images: Tensor,
+                  batch_size: int = 64) -> tuple[Tensor, Tensor, float]:
+    """(U, V, sum ||y||^2) of GDWS layer ``name`` (see the module docstring), streamed over ``images``."""
+    layer, conv = converted.get_submodule(name), original.get_submodule(name)
+    ckk = layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
+    u = torch.zeros(ckk + 1, ckk + 1, dtype=torch.float64)
+    v = torch.zeros(layer.out_channels, ckk + 1, dtype=torch.float64)
+    target_sq = 0.0
+    with torch.no_grad(), eval_mode(original), eval_mode(converted):
+        for x in batches(images, converted, batch_size):
+            y = _rows(output_at(original, conv, x))
+            q = unfold_input(layer, input_at(converted, layer, x))  # [N, CKK, P]: the patches the layer reads
+            q = q.transpose(1, 2).reshape(-1, ckk).to(torch.float64)
+            q = torch.cat([q, torch.ones(q.shape[0], 1, dtype=q.dtype, device=q.device)], 1)
+            u += (q.T @ q).cpu()
+            v += (y.T @ q).cpu()
+            target_sq += float(y.square().sum())
+    return u, v, target_sq
+
+
+def _stage_map(depthwise: Tensor, index: Tensor, in_channels: int) -> Tensor:
+    """A [(G+1), CKK+1]: row i holds depthwise[i] in the columns of channel index[i]; the last row keeps the 1."""
+    g_total, kk = depthwise.shape
+    a = torch.zeros(g_total + 1, in_channels * kk + 1, dtype=torch.float64)
+    cols = index[:, None] * kk + torch.arange(kk)[None]
+    a[torch.arange(g_total)[:, None], cols] = depthwise
+    a[g_total, -1] = 1.0
+    return a
+
+
+def _depthwise_step(w: Tensor, u: Tensor, v: Tensor, index: Tensor, kk: int, ridge: float) -> Tensor:
+    """The depthwise kernels [G, KK] minimising the error for the pointwise weights and bias w [(G+1), M]."""
+    g_total = index.numel()
+    p, b = w[:g_total].T, w[g_total]                       # [M, G], [M]
+    c = (u.shape[0] - 1) // kk
+    blocks = u[:-1, :-1].reshape(c, kk, c, kk)[index][:, :, index]      # [G, KK, G, KK]
+    normal = ((p.T @ p)[:, None, :, None] * blocks).reshape(g_total * kk, g_total * kk)
+    rhs = p.T @ (v[:, :-1] - b[:, None] * u[-1, :-1][None])           # [G, CKK]
+    rhs = rhs.reshape(g_total, c, kk)[torch.arange(g_total), index]    # [G, KK]: each row's own channel block
+    return _solve(normal, rhs.reshape(-1, 1), ridge).reshape(g_total, kk)
+
+
+def refit_layer_alternating(original: nn.Module, converted: nn.Module, name: str, images: Tensor, rounds: int,
+                            batch_size: int = 64, ridge: float = 1e-6) -> RefitStats:
+    """Pointwise refit, then ``rounds`` rounds of (depthwise step, pointwise step) of GDWS layer ``name``; the
+    step with the least calibration error is kept. A layer with G = 0 gets the bias-only pointwise refit."""
+    layer = converted.get_submodule(name)
+    if not isinstance(layer, GDWSConv2d):
+        raise ValueError(f"'{name}' is not a GDWSConv2d in the converted model")
+    if layer.depthwise is None:
+        return refit_layer(original, converted, name, images, batch_size, ridge)
+    u, v, target_sq = patch_moments(original, converted, name, images, batch_size)
+    kk = layer.kernel_size[0] * layer.kernel_size[1]
+    index = layer.index.cpu()
+    depthwise = layer.depthwise.weight.detach().reshape(-1, kk).to(torch.float64).cpu()
+
+    def moments(d: Tensor) -> tuple[Tensor, Tensor]:  # Z^T Z and Z^T Y of depthwise kernels d
+        a = _stage_map(d, index, layer.in_channels)
+        return a @ u @ a.T, a @ v.T
+
+    w = _current(layer)
+    before = sq_error(w, *moments(depthwise), target_sq)
+    after, best = before, None
+    for step in range(rounds + 1):
+        if step:
+            depthwise = _depthwise_step(w, u, v, index, kk, ridge)
+        gram, cross = moments(depthwise)
+        w = _solve(gram, cross, ridge)
+        err = sq_error(w, gram, cross, target_sq)
+        if not (torch.isfinite(w).all() and torch.isfinite(depthwise).all()) or err >= after:
+            break  # converged (or a degenerate solve): the best step so far stays
+        after, best = err, (depthwise, w)
+    applied = best is not None
+    if applied:
+        depthwise, w = best
+        with torch.no_grad():
+            layer.depthwise.weight.copy_(depthwise.reshape(layer.depthwise.weight.shape).to(layer.depthwise.weight))
+        _assign(layer, w)
+    norm = max(target_sq, torch.finfo(torch.float64).tiny)
+    return RefitStats(max(before, 0.0) / norm, max(after, 0.0) / norm, applied)
+
+
+def refit_alternating(original: nn.Module, converted: nn.Module, names: list[str], images: Tensor, rounds: int,
+                      batch_size: int = 64, ridge: float = 1e-6) -> dict[str, RefitStats]:
+    """refit_layer_alternating on every named GDWS layer of ``converted``, in the given (forward) order."""
+    return {n: refit_layer_alternating(original, converted, n, images, rounds, batch_size, ridge) for n in names}
