@@ -36,7 +36,7 @@ aa=(attack=autoattack data.eval_subset=300 metrics.fps=false gdws.implicit=true)
 # The rows, as RATIO:CALIBRATION[:aa] (calibration none: the weight-only budget; aa: AutoAttack on the first
 # 300 exact test images). Arguments replace the default list, e.g. `... cpu_vgg16_calibrated.sh 3:mixed`.
 rows=("$@")
-[ ${#rows[@]} -gt 0 ] || rows=(2:none 2:mixed 3:mixed 2:clean 2:pgd 1.5:mixed 3:none 2:mixed:aa)
+[ ${#rows[@]} -gt 0 ] || rows=(2:none 2:mixed 3:mixed 2:clean 2:pgd 1.5:mixed 1.5:none 3:none 2:mixed:aa)
 for spec in "${rows[@]}"; do
   IFS=: read -r ratio calib what <<<"$spec"
   extra=()
