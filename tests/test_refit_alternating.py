@@ -10,7 +10,7 @@ from torch import nn
 import gdws
 from gdws.core.alphas import unfold_input
 from gdws.core.refit import _current, output_at
-from gdws.core.refit_alternating import _depthwise_step, patch_moments, refit_layer_alternating
+from gdws.core.refit_alternating import _depthwise_sweep, patch_moments, refit_layer_alternating
 
 
 def _single(conv: nn.Conv2d) -> nn.Module:
@@ -26,24 +26,39 @@ def _converted(net: nn.Module, g: list[int]) -> nn.Module:
     return _single(layer)
 
 
-def test_depthwise_step_is_the_least_squares_solution_by_brute_force() -> None:
+def _brute_force(net: nn.Module, layer: gdws.GDWSConv2d, x: torch.Tensor, w: torch.Tensor):
+    """(design matrix, target) with one equation per (sample, position, output o) and the G*9 depthwise taps
+    as unknowns, for the pointwise weights and bias w fixed."""
+    p, b = w[:-1].T, w[-1]                                                 # [M, G], [M]
+    n, c, m = x.shape[0], layer.in_channels, layer.out_channels
+    patches = unfold_input(layer, x).double().reshape(n, c, 9, -1)         # [N, C, 9, P]
+    per_g = patches[:, layer.index]                                        # [N, G, 9, P]
+    design = p[None, :, :, None, None] * per_g[:, None]                    # [N, M, G, 9, P]
+    design = design.permute(0, 4, 1, 2, 3).reshape(-1, layer.num_intermediate * 9)
+    with torch.no_grad():
+        y = output_at(net, net[1], x).double().permute(0, 2, 3, 1).reshape(-1) - b.repeat(n * patches.shape[-1])
+    return design, y
+
+
+@pytest.mark.parametrize("channels, g, sweeps", [(1, [3], 1), (3, [2, 1, 1], 200)])
+def test_depthwise_sweeps_reach_the_least_squares_solution_by_brute_force(channels, g, sweeps) -> None:
+    # one input channel: one sweep is the joint least-squares solve; several: block Gauss-Seidel sweeps lower
+    # the error at every sweep and converge to it
     torch.manual_seed(0)
-    net = _single(nn.Conv2d(3, 4, 3, padding=1))
-    converted = _converted(net, [2, 1, 1])
-    layer = converted[1]
-    x = torch.rand(6, 3, 5, 5) + torch.linspace(0, 1, 3)[None, :, None, None]  # non-zero mean, channel-dependent
-    u, v, _ = patch_moments(net, converted, "1", x)
+    net = _single(nn.Conv2d(channels, 4, 3, padding=1))
+    layer = _converted(net, g)[1]
+    x = torch.rand(6, channels, 5, 5) + torch.linspace(0, 1, channels)[None, :, None, None]  # non-zero mean
+    u, v, _ = patch_moments(net, _single(layer), "1", x)
     w = _current(layer)
-    ours = _depthwise_step(w, u, v, layer.index, 9, ridge=0.0)
-    # Brute force: one equation per (sample, position, output o), unknowns all G*9 depthwise taps.
-    p, b = w[:-1].T, w[-1]                                                # [M, G], [M]
-    patches = unfold_input(layer, x).double().reshape(6, 3, 9, 25)        # [N, C, 9, P]
-    per_g = patches[:, layer.index]                                       # [N, G, 9, P]
-    design = p[None, :, :, None, None] * per_g[:, None]                   # [N, M, G, 9, P]
-    design = design.permute(0, 4, 1, 2, 3).reshape(-1, 4 * 9)             # rows (n, pos, o), cols (g, tap)
-    y = output_at(net, net[1], x).double().permute(0, 2, 3, 1).reshape(-1) - b.repeat(6 * 25)
-    theirs = torch.linalg.lstsq(design, y[:, None]).solution.reshape(4, 9)
-    torch.testing.assert_close(ours, theirs, rtol=1e-7, atol=1e-9)
+    design, y = _brute_force(net, layer, x, w)
+    best = torch.linalg.lstsq(design, y[:, None]).solution.reshape(-1, 9)
+    d = layer.depthwise.weight.detach().double().reshape(-1, 9)
+    errors = []
+    for _ in range(sweeps):
+        d = _depthwise_sweep(d, w, u, v, layer.index, 9, ridge=0.0)
+        errors.append(float((design @ d.reshape(-1) - y).square().sum()))
+    assert all(b <= a * (1 + 1e-12) for a, b in zip(errors, errors[1:]))
+    torch.testing.assert_close(d, best, rtol=1e-6, atol=1e-8)
 
 
 def test_rounds_recover_a_layer_that_the_pointwise_refit_cannot() -> None:

@@ -14,11 +14,13 @@ target as the pointwise refit: converted network's input to the layer, original 
     U = sum q q^T   [(CKK+1)^2],   V = sum y q^T   [M, CKK+1],   sum ||y||^2
 
 pointwise step: with A [(G+1), CKK+1] mapping q to [z; 1], Z^T Z = A U A^T and Z^T Y = A V^T;
-depthwise step: the normal matrix is (P^T P)[i, i'] * U[c(i) block, c(i') block] (G*K*K unknowns) and the
-right-hand side the c(i) block of P^T (V - b sum p^T), row i.
-Memory: U in float64, (CKK+1)^2 numbers (170 MB for a 512-channel 3x3 layer) and the depthwise system,
-(G K K)^2. Time per layer: the pass (rows x (CKK+1)^2 multiply-adds per batch for U) and one Cholesky of size
-G*K*K per round; refit_pointwise's cost is the pass alone with (G+1)^2 instead of (CKK+1)^2.
+depthwise step: the joint normal matrix is (P^T P)[i, i'] * U[c(i) block, c(i') block] (G*K*K unknowns), too
+large for wide layers, so each round makes one block Gauss-Seidel sweep over the input channels, each block (the
+g_c kernels reading channel c) solved exactly (`_depthwise_sweep`); the right-hand side is the c(i) block of
+P^T (V - b sum p^T), row i.
+Memory: U in float64, (CKK+1)^2 numbers (170 MB for a 512-channel 3x3 layer), and G x CKK for the sweep. Time per
+layer: the pass (rows x (CKK+1)^2 multiply-adds per batch for U) and O(G^2 CKK) per round; refit_pointwise's
+cost is the pass alone, with (G+1)^2 instead of (CKK+1)^2.
 """
 from __future__ import annotations
 
@@ -62,16 +64,39 @@ def _stage_map(depthwise: Tensor, index: Tensor, in_channels: int) -> Tensor:
     return a
 
 
-def _depthwise_step(w: Tensor, u: Tensor, v: Tensor, index: Tensor, kk: int, ridge: float) -> Tensor:
-    """The depthwise kernels [G, KK] minimising the error for the pointwise weights and bias w [(G+1), M]."""
+def _depthwise_sweep(depthwise: Tensor, w: Tensor, u: Tensor, v: Tensor, index: Tensor, kk: int,
+                     ridge: float) -> Tensor:
+    """One block Gauss-Seidel sweep over the input channels: for each channel c in turn, the kernels of the
+    intermediate channels reading c that minimise the error exactly, with the pointwise weights and bias
+    w [(G+1), M] and every other kernel fixed. Returns the new depthwise kernels [G, KK].
+
+    Each block solve has g_c * KK unknowns (normal matrix (P^T P)[I_c, I_c] kron U_cc); the coupling to the other
+    channels is carried by model[i] = sum_i' (P^T P)[i, i'] U[:, c(i') block] d_i' [G, CKK], updated after each
+    block. Memory O(G * CKK), time O(G^2 * CKK) per sweep, instead of the (G KK)^2 numbers and (G KK)^3 time of
+    the joint solve, which wide layers (G * KK of 10^4 and more) cannot afford.
+    """
+    d = depthwise.clone()
     g_total = index.numel()
-    p, b = w[:g_total].T, w[g_total]                       # [M, G], [M]
-    c = (u.shape[0] - 1) // kk
-    blocks = u[:-1, :-1].reshape(c, kk, c, kk)[index][:, :, index]      # [G, KK, G, KK]
-    normal = ((p.T @ p)[:, None, :, None] * blocks).reshape(g_total * kk, g_total * kk)
-    rhs = p.T @ (v[:, :-1] - b[:, None] * u[-1, :-1][None])           # [G, CKK]
-    rhs = rhs.reshape(g_total, c, kk)[torch.arange(g_total), index]    # [G, KK]: each row's own channel block
-    return _solve(normal, rhs.reshape(-1, 1), ridge).reshape(g_total, kk)
+    p, b = w[:g_total].T, w[g_total]                                   # [M, G], [M]
+    ptp, full = p.T @ p, u[:-1, :-1]
+    target = p.T @ (v[:, :-1] - b[:, None] * u[-1, :-1][None])         # [G, CKK]
+    members = [torch.nonzero(index == c)[:, 0] for c in range(full.shape[0] // kk)]
+    model = torch.zeros_like(target)
+    for c, rows in enumerate(members):
+        if rows.numel():
+            model += ptp[:, rows] @ (d[rows] @ full[c * kk:(c + 1) * kk])
+    for c, rows in enumerate(members):
+        if not rows.numel():
+            continue
+        cols = slice(c * kk, (c + 1) * kk)
+        g = rows.numel()
+        own = (ptp[rows][:, rows][:, None, :, None] * full[cols, cols][None, :, None, :]).reshape(g * kk, g * kk)
+        # right-hand side of the block: its target minus what the OTHER kernels already explain
+        rhs = target[rows, cols] - model[rows, cols] + (own @ d[rows].reshape(-1)).reshape(g, kk)
+        new = _solve(own, rhs.reshape(-1, 1), ridge).reshape(g, kk)
+        model += ptp[:, rows] @ ((new - d[rows]) @ full[cols])
+        d[rows] = new
+    return d
 
 
 def refit_layer_alternating(original: nn.Module, converted: nn.Module, name: str, images: Tensor, rounds: int,
@@ -97,7 +122,7 @@ def refit_layer_alternating(original: nn.Module, converted: nn.Module, name: str
     after, best = before, None
     for step in range(rounds + 1):
         if step:
-            depthwise = _depthwise_step(w, u, v, index, kk, ridge)
+            depthwise = _depthwise_sweep(depthwise, w, u, v, index, kk, ridge)
         gram, cross = moments(depthwise)
         w = _solve(gram, cross, ridge)
         err = sq_error(w, gram, cross, target_sq)
