@@ -31,11 +31,12 @@ table hydra 6
 aa=(attack=autoattack data.eval_subset=300 metrics.fps=false)
 table admm 1,4 "${aa[@]}"
 table hydra 5 "${aa[@]}"
-# 3. The other pruning rows (HYDRA + GDWS reuse the pruned networks), then the table-hydra copies of the
-#    dense and GDWS rows (the same network and setting as admm rows 1-2, labelled for that table).
+# 3. The other pruning rows, the extreme first (HYDRA + GDWS reuse the pruned networks), then the table-hydra
+#    copies of the dense and GDWS rows (the same network and setting as admm rows 1-2, labelled for that table).
+table hydra 7
 table admm 3,5
-table hydra 3,7
-table hydra 4,8
+table hydra 3
+table hydra 8,4
 table hydra 1,2
 echo "=== $(date -u +%FT%TZ) finished, $failed failed step(s)"
 exit $((failed > 0))
