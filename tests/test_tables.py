@@ -125,6 +125,61 @@ def test_fps_ratio_timed_side_by_side_in_the_run_wins_over_a_dense_run(tmp_path)
     assert _row(sides, "admm", 1).fps_ratio == pytest.approx(1.0)  # the dense row, against itself
 
 
+PGD20 = "pgd20-step2/255-eps8/255-rs"
+AA = "autoattack-standard-Linf-eps8/255"
+
+
+def test_a_rob_column_keeps_the_main_attack_and_another_attack_gets_its_own_column(tmp_path):
+    # Most runs under PGD-20 on 1017 images; newer AutoAttack runs (300 images, no FPS) of rows 1 and 4 must not
+    # replace their PGD cells (A_rob or FPS) but show in their own column.
+    admm = {"table": "admm", "experiment": "table_admm", "model": "vgg16", "attack": PGD20, "n_eval": 1017}
+    aa = {**admm, "attack": AA, "n_eval": 300, "fps": None}
+    rows = [_run(1, **admm, method="dense"),
+            _run(2, **admm, method="gdws", gdws_constraint="beta=0.5", A_rob=39.0, fps=250.0),
+            _run(3, **admm, method="admm", prune_method="admm", prune_ratio=0.5, A_rob=27.34, fps=206.0),
+            _run(4, **aa, method="dense", A_rob=29.3333),
+            _run(5, **aa, method="admm", prune_method="admm", prune_ratio=0.5, A_rob=24.6667)]
+    sides = write_paper_tables(load_runs([_write(tmp_path / "runs.csv", NEW + ("attack",), rows)]), tmp_path)
+    dense, admm4, gdws = _row(sides, "admm", 1), _row(sides, "admm", 4), _row(sides, "admm", 2)
+    assert set(sides["admm"].attack) == {PGD20}
+    assert (dense.A_rob, dense.fps, dense.run_dir, dense.n_candidates) == (40.0, 100.0, "outputs/run1", 1)
+    assert (admm4.A_rob, admm4.fps, admm4.fps_ratio) == (27.34, 206.0, pytest.approx(2.06))
+    assert (dense.other_A_rob, dense.other_attack, dense.other_n_eval, dense.other_run_dir) == (
+        29.3333, AA, 300, "outputs/run4")
+    assert math.isnan(gdws.other_A_rob) and gdws.other_run_dir == ""
+    md, tex = (tmp_path / "admm.md").read_text(), (tmp_path / "admm.tex").read_text()
+    assert "| A_rob % (ours / paper) | A_rob % other attack (ours) | size MB" in md
+    assert "| 40.00 / 45.78 | 29.33 (autoattack, 300; r2) | 50.0 / 56.2 | 100 / 36 |" in md
+    assert "| 27.34 / 42.93 | 24.67 (autoattack, 300; r5) |" in md and "| 39.00 / 46.28 | - |" in md
+    assert f"A_rob (ours): {PGD20} on 1017 images" in md  # the main attack is named
+    assert "r2: outputs/run4 (" in md and f"{AA} on 300 images" in md  # its run has a footnote
+    assert "40.00 & 45.78 & 29.33 (autoattack, 300; r2) & 50.0 & 56.2" in tex
+    assert r"\multicolumn{1}{c}{A\_rob \% other attack}" in tex and r"\cmidrule(lr){11-11}" in tex
+
+
+def test_one_attack_no_other_attack_column_and_ties_go_to_the_newest_attack(tmp_path):
+    admm = {"table": "admm", "experiment": "table_admm", "model": "vgg16", "attack": PGD20}
+    rows = [_run(1, **admm, method="dense"), _run(2, **admm, method="gdws", gdws_constraint="beta=0.5")]
+    sides = write_paper_tables(load_runs([_write(tmp_path / "runs.csv", NEW + ("attack",), rows)]), tmp_path)
+    md, tex = (tmp_path / "admm.md").read_text(), (tmp_path / "admm.tex").read_text()
+    assert "other attack" not in md and "other attack" not in tex and sides["admm"].other_A_rob.isna().all()
+    assert f"A_rob (ours): {PGD20} on 500 images" in md
+    # one run per attack: the newest run's attack is the table's
+    rows[1] = _run(2, **{**admm, "attack": AA}, method="gdws", gdws_constraint="beta=0.5", A_rob=30.0)
+    sides = write_paper_tables(load_runs([_write(tmp_path / "tie.csv", NEW + ("attack",), rows)]), tmp_path)
+    assert _row(sides, "admm", 2).A_rob == 30.0 and _row(sides, "admm", 1).other_A_rob == 40.0
+    assert math.isnan(_row(sides, "admm", 1).A_rob) and set(sides["admm"].attack) == {AA}
+
+
+def test_a_row_run_on_another_architecture_says_so(tmp_path):
+    # scale=cpu runs table hydra's rows on the VGG-16 base instead of the paper's vgg16_hydra
+    rows = [_run(1, table="hydra", paper_row=5, experiment="table_hydra", model="vgg16", method="hydra",
+                 prune_method="hydra", prune_ratio=0.95, attack=PGD20)]
+    write_paper_tables(load_runs([_write(tmp_path / "runs.csv", NEW + ("attack",), rows)]), tmp_path)
+    md = (tmp_path / "hydra.md").read_text()
+    assert "| 5 | vgg16_hydra (ours: vgg16) | hydra |" in md and "| 1 | vgg16_hydra | dense |" in md
+
+
 def test_beta_sweep_keeps_one_attack(tmp_path):
     from gdws.tables.sweep import sweep_runs
 

@@ -9,6 +9,8 @@ METRICS = ("A_nat", "A_rob", "size_MB", "fps")
 #: The scales a paper table is filled from, first choice first: the closest to the paper's setting. Other labels
 #: (custom, ...) come after cpu, then smoke, then rows that recorded no scale.
 SCALE_ORDER = ("paper", "cpu")
+#: Where one of our cells came from, per row of a side-by-side table.
+RUN_COLUMNS = ("run_dir", "time", "device", "scale", "n_eval", "git_commit")
 
 
 def same_number(a: object, b: object) -> bool:
@@ -83,30 +85,56 @@ def paper_dense_fps(paper: pd.DataFrame, paper_row: pd.Series) -> float:
     return float(dense.fps.iloc[0]) if len(dense) else np.nan
 
 
+def main_attack(runs: pd.DataFrame, table: str) -> str:
+    """The attack (``attack`` spec, '' where not recorded) of most of our runs of paper table ``table`` in
+    ``runs``; on a tie, that of the newest of them. '' when the table has no run."""
+    rows = runs[runs.table == table]
+    if rows.empty:
+        return ""
+    counts = rows.attack.value_counts()
+    tied = rows[rows.attack.isin(counts.index[counts == counts.max()])]
+    return str(tied.sort_values("when", ascending=False, na_position="last").attack.iloc[0])
+
+
+def _run_cells(run: pd.Series | None, n_candidates: int, prefix: str = "") -> dict[str, object]:
+    """Where a cell's run came from (RUN_COLUMNS, ``time`` as ``run_time``), keys prefixed; '' when no run."""
+    cells = {f"{prefix}run_time" if c == "time" else prefix + c: run[c] if run is not None else "" for c in RUN_COLUMNS}
+    return {f"{prefix}n_candidates": n_candidates, **cells}
+
+
 def side_by_side(runs: pd.DataFrame, paper: pd.DataFrame, table: str) -> pd.DataFrame:
     """One paper table, a row per paper row: the paper's values (``<metric>_paper``), ours (``<metric>``,
     NaN where not run), FPS ratios to the dense model, and the run each of our values came from
     (``run_dir``, ``run_time``, ``n_candidates``: how many runs matched, the newest being used).
 
     Our values all come from runs of one scale, the first of ``table_scales`` (filter ``runs`` by scale for
-    another): a newer run at another scale never replaces a cell, so a table never mixes scales."""
+    another): a newer run at another scale never replaces a cell, so a table never mixes scales. Within that
+    scale they all come from runs of the table's main attack (``attack``, see ``main_attack``), so that one
+    A_rob column never mixes attacks; the newest matching run with an A_rob under another attack, if any, gives
+    only ``other_A_rob``, ``other_attack`` and its provenance (``other_run_dir``, ``other_n_eval``, ...)."""
     scales = table_scales(runs, table)
     runs = runs[runs.scale == scales[0]] if scales else runs
+    attack = main_attack(runs, table)
+    main, others = runs[runs.attack == attack], runs[(runs.attack != attack) & runs.A_rob.notna()]
     out = []
     for _, p in paper[paper.table == table].iterrows():
-        cand = candidates(runs, p)
+        cand, rivals = candidates(main, p), candidates(others, p)
         ours = cand.iloc[0] if len(cand) else None
-        ratio, dense_dir = fps_ratio(runs, ours) if ours is not None else (np.nan, "")
+        other = rivals.iloc[0] if len(rivals) else None
+        ratio, dense_dir = fps_ratio(main, ours) if ours is not None else (np.nan, "")
         row = {k: p[k] for k in ("table", "row", "model", "method", "beta", "prune_ratio")}
         row["gdws_constraint"] = ours.gdws_constraint if ours is not None else ""
+        row["our_model"] = ours.model if ours is not None else ""  # a scale may stand in another architecture
         for m in METRICS:
             row[m] = ours[m] if ours is not None else np.nan
             row[f"{m}_paper"] = p[m]
         row["fps_ratio"] = ratio
         row["fps_ratio_paper"] = p.fps / paper_dense_fps(paper, p)
-        row["n_candidates"] = len(cand)
-        for col in ("run_dir", "time", "device", "scale", "n_eval", "git_commit"):
-            row["run_time" if col == "time" else col] = ours[col] if ours is not None else ""
+        row["attack"] = attack
+        row.update(_run_cells(ours, len(cand)))
         row["dense_run_dir"] = dense_dir
+        row["other_A_rob"] = other.A_rob if other is not None else np.nan
+        row["other_attack"] = other.attack if other is not None else ""
+        row.update(_run_cells(other, len(rivals), "other_"))
         out.append(row)
     return pd.DataFrame(out)
