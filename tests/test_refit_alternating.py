@@ -10,7 +10,9 @@ from torch import nn
 import gdws
 from gdws.core.alphas import unfold_input
 from gdws.core.refit import _current, output_at
-from gdws.core.refit_alternating import _depthwise_sweep, patch_moments, refit_layer_alternating
+from gdws.core import refit_alternating
+from gdws.core.refit_alternating import (_depthwise_joint, _depthwise_sweep, patch_moments,
+                                             refit_layer_alternating)
 
 
 def _single(conv: nn.Conv2d) -> nn.Module:
@@ -59,11 +61,14 @@ def test_depthwise_sweeps_reach_the_least_squares_solution_by_brute_force(channe
         errors.append(float((design @ d.reshape(-1) - y).square().sum()))
     assert all(b <= a * (1 + 1e-12) for a, b in zip(errors, errors[1:]))
     torch.testing.assert_close(d, best, rtol=1e-6, atol=1e-8)
+    torch.testing.assert_close(_depthwise_joint(w, u, v, layer.index, 9, ridge=0.0), best, rtol=1e-7, atol=1e-9)
 
 
-def test_rounds_recover_a_layer_that_the_pointwise_refit_cannot() -> None:
+@pytest.mark.parametrize("joint_limit", [refit_alternating.JOINT_LIMIT, 0])  # joint solves, then sweeps only
+def test_rounds_recover_a_layer_that_the_pointwise_refit_cannot(joint_limit, monkeypatch) -> None:
     # a conv whose every input channel has rank 1 is exactly a GDWS layer with g = 1: with wrong depthwise
     # kernels the pointwise refit alone stays off, the alternating rounds find the layer again
+    monkeypatch.setattr(refit_alternating, "JOINT_LIMIT", joint_limit)
     torch.manual_seed(1)
     conv = nn.Conv2d(3, 5, 3, padding=1)
     with torch.no_grad():
@@ -74,7 +79,7 @@ def test_rounds_recover_a_layer_that_the_pointwise_refit_cannot() -> None:
     alone = refit_layer_alternating(net, _converted(net, [1, 1, 1]), "1", x, rounds=0, ridge=0.0)
     torch.manual_seed(2)
     converted = _converted(net, [1, 1, 1])
-    both = refit_layer_alternating(net, converted, "1", x, rounds=10, ridge=0.0)
+    both = refit_layer_alternating(net, converted, "1", x, rounds=30, ridge=0.0)
     assert both.applied and alone.applied
     assert alone.after > 0.1 and both.after < 1e-10
     with torch.no_grad():

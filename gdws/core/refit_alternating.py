@@ -14,13 +14,15 @@ target as the pointwise refit: converted network's input to the layer, original 
     U = sum q q^T   [(CKK+1)^2],   V = sum y q^T   [M, CKK+1],   sum ||y||^2
 
 pointwise step: with A [(G+1), CKK+1] mapping q to [z; 1], Z^T Z = A U A^T and Z^T Y = A V^T;
-depthwise step: the joint normal matrix is (P^T P)[i, i'] * U[c(i) block, c(i') block] (G*K*K unknowns), too
-large for wide layers, so each round makes one block Gauss-Seidel sweep over the input channels, each block (the
-g_c kernels reading channel c) solved exactly (`_depthwise_sweep`); the right-hand side is the c(i) block of
-P^T (V - b sum p^T), row i.
-Memory: U in float64, (CKK+1)^2 numbers (170 MB for a 512-channel 3x3 layer), and G x CKK for the sweep. Time per
-layer: the pass (rows x (CKK+1)^2 multiply-adds per batch for U) and O(G^2 CKK) per round; refit_pointwise's
-cost is the pass alone, with (G+1)^2 instead of (CKK+1)^2.
+depthwise step: the normal matrix is (P^T P)[i, i'] * U[c(i) block, c(i') block] (G*K*K unknowns) and the
+right-hand side the c(i) block of P^T (V - b sum p^T), row i. It is solved jointly up to JOINT_LIMIT unknowns
+(`_depthwise_joint`); wide layers (G*K*K of 10^4 and more: GBs and minutes per solve) get one block Gauss-Seidel
+sweep over the input channels per round instead, each block (the g_c kernels reading channel c) solved exactly
+(`_depthwise_sweep`): the same optimum in the limit, reached more slowly.
+Memory: U in float64, (CKK+1)^2 numbers (170 MB for a 512-channel 3x3 layer), and at most 170 MB for the joint
+system or G x CKK for the sweep. Time per layer: the pass (rows x (CKK+1)^2 multiply-adds per batch for U) and
+per round one Cholesky of size G*K*K or O(G^2 CKK) for a sweep; refit_pointwise's cost is the pass alone, with
+(G+1)^2 instead of (CKK+1)^2.
 """
 from __future__ import annotations
 
@@ -64,6 +66,24 @@ def _stage_map(depthwise: Tensor, index: Tensor, in_channels: int) -> Tensor:
     return a
 
 
+#: Largest number of depthwise unknowns (G * KK) solved jointly: (G KK)^2 float64 numbers, 170 MB at this size.
+#: Beyond it a round makes one block Gauss-Seidel sweep over the input channels instead.
+JOINT_LIMIT = 4608
+
+
+def _depthwise_joint(w: Tensor, u: Tensor, v: Tensor, index: Tensor, kk: int, ridge: float) -> Tensor:
+    """The depthwise kernels [G, KK] minimising the error for the pointwise weights and bias w [(G+1), M], all
+    jointly: normal matrix (P^T P)[i, i'] * U[c(i) block, c(i') block] with G * KK unknowns."""
+    g_total = index.numel()
+    p, b = w[:g_total].T, w[g_total]                                   # [M, G], [M]
+    c = (u.shape[0] - 1) // kk
+    blocks = u[:-1, :-1].reshape(c, kk, c, kk)[index][:, :, index]     # [G, KK, G, KK]
+    normal = ((p.T @ p)[:, None, :, None] * blocks).reshape(g_total * kk, g_total * kk)
+    rhs = p.T @ (v[:, :-1] - b[:, None] * u[-1, :-1][None])           # [G, CKK]
+    rhs = rhs.reshape(g_total, c, kk)[torch.arange(g_total), index]    # [G, KK]: each row's own channel block
+    return _solve(normal, rhs.reshape(-1, 1), ridge).reshape(g_total, kk)
+
+
 def _depthwise_sweep(depthwise: Tensor, w: Tensor, u: Tensor, v: Tensor, index: Tensor, kk: int,
                      ridge: float) -> Tensor:
     """One block Gauss-Seidel sweep over the input channels: for each channel c in turn, the kernels of the
@@ -73,7 +93,7 @@ def _depthwise_sweep(depthwise: Tensor, w: Tensor, u: Tensor, v: Tensor, index: 
     Each block solve has g_c * KK unknowns (normal matrix (P^T P)[I_c, I_c] kron U_cc); the coupling to the other
     channels is carried by model[i] = sum_i' (P^T P)[i, i'] U[:, c(i') block] d_i' [G, CKK], updated after each
     block. Memory O(G * CKK), time O(G^2 * CKK) per sweep, instead of the (G KK)^2 numbers and (G KK)^3 time of
-    the joint solve, which wide layers (G * KK of 10^4 and more) cannot afford.
+    `_depthwise_joint`, which wide layers (G * KK of 10^4 and more) cannot afford.
     """
     d = depthwise.clone()
     g_total = index.numel()
@@ -122,7 +142,8 @@ def refit_layer_alternating(original: nn.Module, converted: nn.Module, name: str
     after, best = before, None
     for step in range(rounds + 1):
         if step:
-            depthwise = _depthwise_sweep(depthwise, w, u, v, index, kk, ridge)
+            depthwise = (_depthwise_joint(w, u, v, index, kk, ridge) if index.numel() * kk <= JOINT_LIMIT
+                         else _depthwise_sweep(depthwise, w, u, v, index, kk, ridge))
         gram, cross = moments(depthwise)
         w = _solve(gram, cross, ridge)
         err = sq_error(w, gram, cross, target_sq)
