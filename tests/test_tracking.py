@@ -76,8 +76,9 @@ def test_the_run_summary_gives_each_result_against_the_dense_network():
     calibrated = {**ROW, "gdws_calibration": "pgd", "gdws_calibration_samples": 1024, "gdws_whiten": True,
                   "gdws_refit": False, "gdws_fisher": True}
     assert ("(alphas pgd, pgd calibration on 1024 images (whiten True, refit False, fisher True), explicit form)"
-            in run_summary(
-        calibrated, runs_csv="r.csv", run_dir="d"))
+            in run_summary(calibrated, runs_csv="r.csv", run_dir="d"))
+    rounds = {**calibrated, "gdws_refit": True, "gdws_refit_rounds": 2}
+    assert "(whiten True, refit True, fisher True, refit rounds 2)" in run_summary(rounds, runs_csv="r", run_dir="d")
 
 
 def test_the_summary_says_what_did_not_run():

@@ -57,8 +57,8 @@ def _conversion(row: Mapping[str, Any]) -> str:
         data = ""
         if row.get("gdws_calibration") not in (None, "none"):
             data = (f", {row['gdws_calibration']} calibration on {row.get('gdws_calibration_samples')} images "
-                    f"(whiten {row.get('gdws_whiten')}, refit {row.get('gdws_refit')}, "
-                    f"fisher {row.get('gdws_fisher')}, refit rounds {row.get('gdws_refit_rounds')})")
+                    f"(whiten {row.get('gdws_whiten')}, refit {row.get('gdws_refit')}, fisher {row.get('gdws_fisher')}"
+                    + (f", refit rounds {row['gdws_refit_rounds']}" if row.get("gdws_refit_rounds") else "") + ")")
         done.append(f"GDWS {row['gdws_constraint']} (alphas {row.get('gdws_alphas')}{data}, {row.get('gdws_form')} "
                     f"form): {row.get('gdws_layers')} layers converted")
     return f"{row['model']}{width}, " + (" + ".join(done) or "dense")
