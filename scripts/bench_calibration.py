@@ -24,7 +24,7 @@ import time
 
 
 def measure(model_name: str, samples: int, ratio: float, threads: int, rounds: int = 0) -> dict:
-    """Run inside the subprocess: time the three conversions of one model, report peak RSS in MiB."""
+    """Run inside the subprocess: time each conversion variant of one model, report peak RSS in MiB."""
     import torch
 
     import gdws

@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             kept = old[~old["curve"].isin([c[0] for c in curves] + ["dense"])]
     if args.quick:
         ratios, few = ratios[2:4], set(ratios[2:4])
-        curves = [(label, min(n, 64), kw) for label, n, kw in CURVES]
+        curves = [(label, min(n, 64), kw) for label, n, kw in curves]
     images, labels = dm.train_images(1000, seed=0, augment=True)
     pgd_alphas = gdws.compute_alphas(dense, images, labels, attack="pgd", batch_size=100, **PGD8)
     dense_macs = count_macs(dense)

@@ -71,15 +71,21 @@ def _stage_map(depthwise: Tensor, index: Tensor, in_channels: int) -> Tensor:
 JOINT_LIMIT = 4608
 
 
+def _pointwise_terms(w: Tensor, u: Tensor, v: Tensor, g_total: int) -> tuple[Tensor, Tensor]:
+    """P^T P [G, G] and P^T (V - b sum p^T) [G, CKK] of the pointwise weights and bias w [(G+1), M]: the two
+    factors both depthwise solves are built from."""
+    p, b = w[:g_total].T, w[g_total]                                   # [M, G], [M]
+    return p.T @ p, p.T @ (v[:, :-1] - b[:, None] * u[-1, :-1][None])
+
+
 def _depthwise_joint(w: Tensor, u: Tensor, v: Tensor, index: Tensor, kk: int, ridge: float) -> Tensor:
     """The depthwise kernels [G, KK] minimising the error for the pointwise weights and bias w [(G+1), M], all
     jointly: normal matrix (P^T P)[i, i'] * U[c(i) block, c(i') block] with G * KK unknowns."""
     g_total = index.numel()
-    p, b = w[:g_total].T, w[g_total]                                   # [M, G], [M]
+    ptp, rhs = _pointwise_terms(w, u, v, g_total)
     c = (u.shape[0] - 1) // kk
     blocks = u[:-1, :-1].reshape(c, kk, c, kk)[index][:, :, index]     # [G, KK, G, KK]
-    normal = ((p.T @ p)[:, None, :, None] * blocks).reshape(g_total * kk, g_total * kk)
-    rhs = p.T @ (v[:, :-1] - b[:, None] * u[-1, :-1][None])           # [G, CKK]
+    normal = (ptp[:, None, :, None] * blocks).reshape(g_total * kk, g_total * kk)
     rhs = rhs.reshape(g_total, c, kk)[torch.arange(g_total), index]    # [G, KK]: each row's own channel block
     return _solve(normal, rhs.reshape(-1, 1), ridge).reshape(g_total, kk)
 
@@ -96,10 +102,8 @@ def _depthwise_sweep(depthwise: Tensor, w: Tensor, u: Tensor, v: Tensor, index: 
     `_depthwise_joint`, which wide layers (G * KK of 10^4 and more) cannot afford.
     """
     d = depthwise.clone()
-    g_total = index.numel()
-    p, b = w[:g_total].T, w[g_total]                                   # [M, G], [M]
-    ptp, full = p.T @ p, u[:-1, :-1]
-    target = p.T @ (v[:, :-1] - b[:, None] * u[-1, :-1][None])         # [G, CKK]
+    ptp, target = _pointwise_terms(w, u, v, index.numel())
+    full = u[:-1, :-1]
     members = [torch.nonzero(index == c)[:, 0] for c in range(full.shape[0] // kk)]
     model = torch.zeros_like(target)
     for c, rows in enumerate(members):
@@ -137,14 +141,15 @@ def refit_layer_alternating(original: nn.Module, converted: nn.Module, name: str
         a = _stage_map(d, index, layer.in_channels)
         return a @ u @ a.T, a @ v.T
 
+    gram, cross = moments(depthwise)
     w = _current(layer)
-    before = sq_error(w, *moments(depthwise), target_sq)
+    before = sq_error(w, gram, cross, target_sq)
     after, best = before, None
     for step in range(rounds + 1):
         if step:
             depthwise = (_depthwise_joint(w, u, v, index, kk, ridge) if index.numel() * kk <= JOINT_LIMIT
                          else _depthwise_sweep(depthwise, w, u, v, index, kk, ridge))
-        gram, cross = moments(depthwise)
+            gram, cross = moments(depthwise)
         w = _solve(gram, cross, ridge)
         err = sq_error(w, gram, cross, target_sq)
         if not (torch.isfinite(w).all() and torch.isfinite(depthwise).all()) or err >= after:

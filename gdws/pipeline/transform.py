@@ -109,7 +109,7 @@ def apply_gdws(cfg: DictConfig, model: nn.Module, datamodule, device: torch.devi
         model, alphas=alphas, input_size=tuple(cfg.metrics.input_size), include=to_plain(g.include),
         exclude=to_plain(g.exclude), skip_first=bool(g.skip_first), implicit=bool(g.implicit),
         force=bool(g.force), calibration=calibration, whiten=bool(g.whiten), refit=bool(g.refit),
-        fisher=bool(g.fisher), refit_rounds=int(g.refit_rounds) if calibration is not None else 0, **budget,
+        fisher=bool(g.fisher), refit_rounds=int(g.refit_rounds), **budget,
     )
     convert_s = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
