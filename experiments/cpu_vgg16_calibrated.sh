@@ -16,33 +16,35 @@ csv="${CSV:-results/cpu/calibrated_runs.csv}"
 base=(experiment=table_admm scale=cpu model=vgg16 train=fgsm_rs attack=pgd20 "weights.path=$weights"
       "paths.runs_csv=$csv" gdws.alphas=none progress=false trainer.enable_progress_bar=false)
 failed=0
-row() {  # row RATIO CALIBRATION [overrides...]: one run.py row unless the CSV has it already
-  local ratio=$1 calib=$2; shift 2
+row() {  # row BUDGET CALIBRATION [overrides...]: one run.py row unless the CSV has it already
+  local budget=$1 calib=$2; shift 2
+  case "$budget" in *=*) ;; *) budget="macs_ratio=$budget" ;; esac   # a bare number is a MAC ratio
   local attack=pgd20
   case " $* " in *" attack=autoattack "*) attack=autoattack ;; esac
-  if [ -f "$csv" ] && "$py" - "$csv" "macs_ratio=$ratio" "$calib" "$attack" <<'EOF'
+  if [ -f "$csv" ] && "$py" - "$csv" "$budget" "$calib" "$attack" <<'EOF'
 import sys, pandas as pd
 d = pd.read_csv(sys.argv[1])
 hit = d[(d.gdws_constraint == sys.argv[2]) & (d.gdws_calibration.fillna("none") == sys.argv[3])
         & d.attack.str.startswith(sys.argv[4].replace("pgd20", "pgd20-"))]
 sys.exit(0 if len(hit) else 1)
 EOF
-  then echo "=== done already: $ratio $calib $attack"; return; fi
-  echo "=== $(date -u +%FT%TZ) macs_ratio=$ratio calibration=$calib $*"
-  "$py" run.py "${base[@]}" "gdws.macs_ratio=$ratio" "gdws.calibration=$calib" "$@" || failed=$((failed + 1))
+  then echo "=== done already: $budget $calib $attack"; return; fi
+  echo "=== $(date -u +%FT%TZ) $budget calibration=$calib $*"
+  "$py" run.py "${base[@]}" "gdws.$budget" "gdws.calibration=$calib" "$@" || failed=$((failed + 1))
 }
 fisher=(gdws.fisher=true)
 aa=(attack=autoattack data.eval_subset=300 metrics.fps=false gdws.implicit=true)
-# The rows, as RATIO:CALIBRATION[:aa] (calibration none: the weight-only budget; aa: AutoAttack on the first
-# 300 exact test images). Arguments replace the default list, e.g. `... cpu_vgg16_calibrated.sh 3:mixed`.
+# The rows, as BUDGET:CALIBRATION[:aa]: BUDGET a MAC ratio (2) or speedup=R (measured batch-1 latency on this
+# CPU <= dense / R); calibration none: the weight-only budget; aa: AutoAttack on the first 300 exact test images.
+# Arguments replace the default list, e.g. `... cpu_vgg16_calibrated.sh 3:mixed speedup=1.5:mixed`.
 rows=("$@")
 [ ${#rows[@]} -gt 0 ] || rows=(2:none 2:mixed 3:mixed 2:clean 2:pgd 1.5:mixed 1.5:none 3:none 2:mixed:aa)
 for spec in "${rows[@]}"; do
-  IFS=: read -r ratio calib what <<<"$spec"
+  IFS=: read -r budget calib what <<<"$spec"
   extra=()
   [ "$calib" = none ] || extra+=("${fisher[@]}")
   [ "$what" = aa ] && extra+=("${aa[@]}")
-  row "$ratio" "$calib" "${extra[@]}"
+  row "$budget" "$calib" "${extra[@]}"
 done
 echo "=== $(date -u +%FT%TZ) finished, $failed failed row(s)"
 exit $((failed > 0))

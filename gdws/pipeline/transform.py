@@ -120,6 +120,8 @@ def apply_gdws(cfg: DictConfig, model: nn.Module, datamodule, device: torch.devi
         # implicit: the converted layers run as dense convs with weight What (same function, dense MACs)
         "gdws_form": "implicit" if g.implicit else "explicit",
         "gdws_layers": int(report["converted"].sum()),
+        # converted with G = 0: the layer's output is its bias alone (a budget may remove whole layers)
+        "gdws_removed": int((report["converted"] & (report["G"] == 0)).sum()),
         "gdws_speedup_measured": report.attrs.get("speedup_measured"),
         # data-aware conversion (gdws.core.calibration): what the calibration set was and what used it
         "gdws_calibration": calibration_mode(g),

@@ -59,8 +59,10 @@ def _conversion(row: Mapping[str, Any]) -> str:
             data = (f", {row['gdws_calibration']} calibration on {row.get('gdws_calibration_samples')} images "
                     f"(whiten {row.get('gdws_whiten')}, refit {row.get('gdws_refit')}, fisher {row.get('gdws_fisher')}"
                     + (f", refit rounds {row['gdws_refit_rounds']}" if row.get("gdws_refit_rounds") else "") + ")")
+        removed = (f" ({row['gdws_removed']} of them REMOVED: G = 0, a constant output)"
+                   if row.get("gdws_removed") else "")
         done.append(f"GDWS {row['gdws_constraint']} (alphas {row.get('gdws_alphas')}{data}, {row.get('gdws_form')} "
-                    f"form): {row.get('gdws_layers')} layers converted")
+                    f"form): {row.get('gdws_layers')} layers converted{removed}")
     return f"{row['model']}{width}, " + (" + ".join(done) or "dense")
 
 
