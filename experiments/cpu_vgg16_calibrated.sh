@@ -19,31 +19,46 @@ failed=0
 row() {  # row BUDGET CALIBRATION [overrides...]: one run.py row unless the CSV has it already
   local budget=$1 calib=$2; shift 2
   case "$budget" in *=*) ;; *) budget="macs_ratio=$budget" ;; esac   # a bare number is a MAC ratio
-  local attack=pgd20
-  case " $* " in *" attack=autoattack "*) attack=autoattack ;; esac
-  if [ -f "$csv" ] && "$py" - "$csv" "$budget" "$calib" "$attack" <<'EOF'
+  local attack=pgd20 rounds=0 arg
+  for arg in "$@"; do
+    case "$arg" in attack=autoattack) attack=autoattack ;; gdws.refit_rounds=*) rounds=${arg#*=} ;; esac
+  done
+  if [ -f "$csv" ] && "$py" - "$csv" "$budget" "$calib" "$attack" "$rounds" <<'EOF'
 import sys, pandas as pd
 d = pd.read_csv(sys.argv[1])
+rounds = d["gdws_refit_rounds"].fillna(0) if "gdws_refit_rounds" in d else 0
 hit = d[(d.gdws_constraint == sys.argv[2]) & (d.gdws_calibration.fillna("none") == sys.argv[3])
-        & d.attack.str.startswith(sys.argv[4].replace("pgd20", "pgd20-"))]
+        & d.attack.str.startswith(sys.argv[4].replace("pgd20", "pgd20-")) & (rounds == int(sys.argv[5]))]
 sys.exit(0 if len(hit) else 1)
 EOF
-  then echo "=== done already: $budget $calib $attack"; return; fi
+  then echo "=== done already: $budget $calib $attack rounds $rounds"; return; fi
   echo "=== $(date -u +%FT%TZ) $budget calibration=$calib $*"
   "$py" run.py "${base[@]}" "gdws.$budget" "gdws.calibration=$calib" "$@" || failed=$((failed + 1))
 }
 fisher=(gdws.fisher=true)
 aa=(attack=autoattack data.eval_subset=300 metrics.fps=false gdws.implicit=true)
-# The rows, as BUDGET:CALIBRATION[:aa]: BUDGET a MAC ratio (2) or speedup=R (measured batch-1 latency on this
-# CPU <= dense / R); calibration none: the weight-only budget; aa: AutoAttack on the first 300 exact test images.
-# Arguments replace the default list, e.g. `... cpu_vgg16_calibrated.sh 3:mixed speedup=1.5:mixed`.
+# The rows, as BUDGET:CALIBRATION[:aa][:rN]: BUDGET a MAC ratio (2) or speedup=R (measured batch-1 latency on
+# this CPU <= dense / R); calibration none: the weight-only budget; aa: AutoAttack on the first 300 exact test
+# images; rN: N rounds of the alternating refit (gdws.refit_rounds=N).
+# Arguments replace the default list, e.g. `... cpu_vgg16_calibrated.sh 3:mixed speedup=1.5:mixed 3:mixed:aa:r2`.
 rows=("$@")
 [ ${#rows[@]} -gt 0 ] || rows=(2:none 2:mixed 3:mixed 2:clean 2:pgd 1.5:mixed 1.5:none 3:none 2:mixed:aa)
+for spec in "${rows[@]}"; do  # every spec checked before the first row runs
+  IFS=: read -r budget calib what <<<"$spec"
+  for flag in ${what//:/ }; do
+    [[ "$flag" =~ ^(aa|r[0-9]+)$ ]] || { echo "unknown row flag '$flag' in '$spec' (aa or rN)" >&2; exit 2; }
+  done
+done
 for spec in "${rows[@]}"; do
   IFS=: read -r budget calib what <<<"$spec"
   extra=()
   [ "$calib" = none ] || extra+=("${fisher[@]}")
-  [ "$what" = aa ] && extra+=("${aa[@]}")
+  for flag in ${what//:/ }; do
+    case "$flag" in
+      aa) extra+=("${aa[@]}") ;;
+      r*) extra+=("gdws.refit_rounds=${flag#r}") ;;
+    esac
+  done
   row "$budget" "$calib" "${extra[@]}"
 done
 echo "=== $(date -u +%FT%TZ) finished, $failed failed row(s)"
