@@ -79,6 +79,7 @@ def test_the_run_summary_gives_each_result_against_the_dense_network():
             in run_summary(calibrated, runs_csv="r.csv", run_dir="d"))
     removed = run_summary({**ROW, "gdws_removed": 4}, runs_csv="r", run_dir="d").strip().splitlines()[0]
     assert removed.endswith("11 layers converted (4 of them REMOVED: G = 0, a constant output)")
+    assert job_line({**ROW, "gdws_removed": 4}).startswith("gdws speedup=2.0 (4 layers REMOVED) | A_nat 80.00")
     rounds = {**calibrated, "gdws_refit": True, "gdws_refit_rounds": 2}
     assert "(whiten True, refit True, fisher True, refit rounds 2)" in run_summary(rounds, runs_csv="r", run_dir="d")
 

@@ -93,8 +93,9 @@ def job_line(row: Mapping[str, Any]) -> str:
     rob = f"A_rob {row['A_rob']:.2f}" if row.get("A_rob") is not None else "A_rob -"
     if row.get("attack_ran") is False:
         rob += " (attack could not run)"
+    removed = f" ({row['gdws_removed']} layers REMOVED)" if row.get("gdws_removed") else ""
     return " | ".join([
-        row["method"] + (f" {row['gdws_constraint']}" if row.get("gdws_constraint") else ""),
+        row["method"] + (f" {row['gdws_constraint']}" if row.get("gdws_constraint") else "") + removed,
         f"A_nat {row['A_nat']:.2f}", rob,
         f"size {_times(_ratio(row.get('size_MB_dense'), row.get('size_MB')))} smaller",
         f"MACs {_times(_ratio(row.get('macs_dense'), row.get('macs')))} fewer",
