@@ -159,7 +159,8 @@ def test_a_copied_project_reuses_its_network_and_the_run_prints_its_summary(run_
     # the forms fast_inference chose, at each batch size
     fps_forms, throughput_forms = row["fast_forms"].split("; ")
     assert fps_forms.startswith("b1 ") and throughput_forms.startswith("b32 ")
-    assert row["gdws_layers"] == 2 and row["gdws_removed"] == 0 and sum(int(part.split(":")[1]) for part in fps_forms.split()[1:]) >= 2
+    assert row["gdws_layers"] == 2 and row["gdws_removed"] == 0
+    assert sum(int(part.split(":")[1]) for part in fps_forms.split()[1:]) >= 2
     printed = capsys.readouterr().out
     assert f"max_channels=8 (alphas none, explicit form): {row['gdws_layers']} layers converted" in printed
     assert f"{row['macs_dense'] / row['macs']:.2f}x fewer" in printed and "A_rob -   (attack=none)" in printed
