@@ -6,6 +6,8 @@
 # images for the rows marked aa (implicit form: the same function, attacked faster).
 # The dense row and the paper's GDWS row are those of experiments/cpu_tables.sh (results/cpu/tables_runs.csv).
 #   bash experiments/cpu_vgg16_calibrated.sh > outputs/cpu_vgg16_calibrated.log 2>&1
+# SCALE=cpu_fullwidth WEIGHTS=<full-width file> CSV=... runs the same rows on the full-width network
+# (experiments/fullwidth_vgg16.sh).
 # Resumable: a row already in the CSV (same constraint, calibration, fisher and attack) is skipped.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -13,7 +15,7 @@ py="${PYTHON:-python}"
 export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"   # as experiments/cpu_tables.sh: batch-1 FPS on one thread
 weights="${WEIGHTS:-$(cd .. && pwd)/shared/weights/vgg16_w0.5_fgsm_rs_e12.pt}"
 csv="${CSV:-results/cpu/calibrated_runs.csv}"
-base=(experiment=table_admm scale=cpu model=vgg16 train=fgsm_rs attack=pgd20 "weights.path=$weights"
+base=(experiment=table_admm "scale=${SCALE:-cpu}" model=vgg16 train=fgsm_rs attack=pgd20 "weights.path=$weights"
       "paths.runs_csv=$csv" gdws.alphas=none progress=false trainer.enable_progress_bar=false)
 failed=0
 row() {  # row BUDGET CALIBRATION [overrides...]: one run.py row unless the CSV has it already
