@@ -40,6 +40,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="the beta sweep to plot (default: the experiment and model with the most betas)")
     parser.add_argument("--tradeoff", nargs="+", default=[], metavar="EXPERIMENT",
                         help="also plot accuracy and FPS against MACs for these experiments (e.g. table_admm)")
+    parser.add_argument("--note", default="", help="a sentence added to every paper table's title, e.g. which "
+                        "network the rows used when it is not the paper's")
     parser.add_argument("--no-plots", action="store_true")
     return parser.parse_args(argv)
 
@@ -52,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
         where = ", ".join(missing) or "results/**/*runs.csv"
         raise SystemExit(f"no runs CSV at {where}: run experiments first (python scripts/run_table.py admm)")
     runs = load_runs(args.runs, scale=args.scale, data=args.data)
-    for table, side in write_paper_tables(runs, args.out).items():
+    for table, side in write_paper_tables(runs, args.out, note=args.note).items():
         scales = table_scales(runs, table)
         other = f"; also run at scale {', '.join(scales[1:])} (--scale)" if len(scales) > 1 else ""
         print(f"wrote {args.out / table}.csv/.md/.tex ({side.A_rob.notna().sum()}/{len(side)} rows run"

@@ -225,6 +225,13 @@ def test_markdown_and_latex_hold_both_values(tmp_path, runs_csvs):
     assert "preact\\_resnet18" in tex
 
 
+def test_a_note_joins_every_title(tmp_path, runs_csvs):
+    write_paper_tables(load_runs(runs_csvs), tmp_path, note="Network: ours, 10 epochs of fast AT")
+    md, tex = (tmp_path / "hydra.md").read_text(), (tmp_path / "hydra.tex").read_text()
+    assert md.splitlines()[0].endswith("/ paper. Network: ours, 10 epochs of fast AT")
+    assert r"\caption{" in tex and "Network: ours, 10 epochs of fast AT}" in tex
+
+
 def test_scale_filter_keeps_only_rows_of_that_scale(runs_csvs):
     kept = set(load_runs(runs_csvs, scale="cpu").experiment)
     assert kept == {"table_admm", "table_lightweight", "table_hydra", "mine"}  # old rows: scale unknown

@@ -22,14 +22,16 @@ def _provenance(side: pd.DataFrame) -> str:
     return f"{scales}; {devices}" if devices else "no runs yet"
 
 
-def write_paper_tables(runs: pd.DataFrame, out: Path, paper: pd.DataFrame | None = None) -> dict[str, pd.DataFrame]:
-    """Per paper table, ``<table>.csv``, ``.md`` and ``.tex`` in ``out``; returns the side-by-side frames."""
+def write_paper_tables(runs: pd.DataFrame, out: Path, paper: pd.DataFrame | None = None,
+                       note: str = "") -> dict[str, pd.DataFrame]:
+    """Per paper table, ``<table>.csv``, ``.md`` and ``.tex`` in ``out``; returns the side-by-side frames.
+    ``note`` joins every title (e.g. which network the rows used, when it is not the paper's)."""
     paper = load_paper() if paper is None else paper
     out.mkdir(parents=True, exist_ok=True)
     sides = {}
     for table in paper.table.unique():
         side = sides[table] = side_by_side(runs, paper, table)
-        title = f'Table "{table}" (CIFAR-10): ours ({_provenance(side)}) / paper'
+        title = f'Table "{table}" (CIFAR-10): ours ({_provenance(side)}) / paper' + (f". {note}" if note else "")
         side.to_csv(out / f"{table}.csv", index=False)
         (out / f"{table}.md").write_text(table_markdown(side, title))
         (out / f"{table}.tex").write_text(table_latex(side, title))
