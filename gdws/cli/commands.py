@@ -1,7 +1,7 @@
-"""Command line: `gdws convert` (checkpoint -> converted GDWS model) and `gdws export` (-> optimised ONNX).
+"""Command line: `gdws convert` (checkpoint -> converted GDWS model) and `gdws export` (-> ONNX, OpenVINO IR).
 
     gdws convert CHECKPOINT --model NAME (--beta B | --macs-ratio R | --max-channels G | --speedup R) -o OUT
-    gdws export OUT --onnx FILE [--batch-size N]
+    gdws export OUT (--onnx FILE | --openvino DIR) [--batch-size N]
 
 OUT is the file format of gdws.cli.artifact (weights plus what is needed to rebuild the architecture).
 """
@@ -44,14 +44,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--normalize", type=_normalize, default="cifar10", help="cifar10 | svhn | none (default cifar10)")
     c.add_argument("--alphas", help="per-channel error weights saved with gdws.core.save_alphas")
     c.add_argument("-o", "--output", required=True, help="output file for the converted model")
-    e = sub.add_parser("export", help="rebuild a converted model, optimise it and export to ONNX")
+    e = sub.add_parser("export", help="rebuild a converted model, optimise it and export to ONNX or OpenVINO")
     e.add_argument("converted", help="file written by `gdws convert`")
-    e.add_argument("--onnx", required=True, help="ONNX file to write")
+    target = e.add_mutually_exclusive_group(required=True)
+    target.add_argument("--onnx", help="ONNX file to write (checked and timed with onnxruntime)")
+    target.add_argument("--openvino", metavar="DIR", help="folder for the OpenVINO IR (model.xml, model.bin), checked "
+                        "and timed on the CPU (needs the extra: pip install -e \".[openvino]\")")
     e.add_argument("--batch-size", type=int, default=1, help="batch size to optimise and time for (default 1)")
     e.add_argument("--no-optimize", action="store_true", help="export the straightforward GDWS layers as they are")
     e.add_argument("--min-run-time", type=float, default=0.1,
                    help="seconds of timing per candidate form when optimising (default 0.1; ORT FPS uses 10x)")
-    e.add_argument("--atol", type=float, default=1e-4, help="max |onnxruntime - PyTorch| allowed (default 1e-4)")
+    e.add_argument("--atol", type=float, default=1e-4, help="max |runtime - PyTorch| allowed (default 1e-4)")
     return p
 
 
@@ -86,10 +89,13 @@ def _convert(args: argparse.Namespace) -> dict:
 def _export(args: argparse.Namespace) -> dict:
     from gdws.fast import optimize_for_inference
     from gdws.cli.artifact import load_converted_file
-    from gdws.fast.onnx_export import check_onnx, export_onnx, ort_fps
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.openvino:
+        return _export_openvino(args)
+    from gdws.fast.onnx_export import check_onnx, export_onnx, ort_fps
+
     model, meta = load_converted_file(args.converted)
     x = torch.rand(args.batch_size, 3, 32, 32)
     deployed = model if args.no_optimize else optimize_for_inference(model, x, min_run_time=args.min_run_time)
@@ -100,6 +106,23 @@ def _export(args: argparse.Namespace) -> dict:
     speed = ort_fps(path, (3, 32, 32), args.batch_size, min_run_time=max(10 * args.min_run_time, 0.05))
     return {"onnx": str(path), "max_abs_diff_vs_pytorch": err, "ort_fps": speed["fps"],
             "batch_size": args.batch_size, "threads": speed["threads"], "model": meta["model"]}
+
+
+def _export_openvino(args: argparse.Namespace) -> dict:
+    from gdws.cli.artifact import load_converted_file
+    from gdws.fast.openvino_runtime import export_openvino, import_openvino
+    from gdws.fast.runtimes import runtime_module
+    from gdws.metrics import measure_fps
+
+    import_openvino()  # a missing extra fails before the model is loaded
+    model, meta = load_converted_file(args.converted)
+    x = torch.rand(args.batch_size, 3, 32, 32)
+    files = export_openvino(model, x, args.openvino, atol=args.atol)
+    speed = measure_fps(runtime_module(model, x, "openvino"), (3, 32, 32), args.batch_size,
+                        min_run_time=max(10 * args.min_run_time, 0.05))
+    return {"openvino_xml": files["xml"], "openvino_bin": files["bin"], "max_abs_diff_vs_pytorch": files["max_abs_diff"],
+            "openvino_fps": speed["fps"], "openvino": files["openvino"], "batch_size": args.batch_size,
+            "threads": speed["threads"], "model": meta["model"]}
 
 
 def main(argv: list[str] | None = None) -> int:

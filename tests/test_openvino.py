@@ -1,0 +1,106 @@
+"""OpenVINO deployment: the IR equals PyTorch on GDWS networks (non-uniform g, G = 0, shortcuts), the CLI writes it,
+and a missing extra is one clear error."""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import gdws
+from gdws.cli import main
+from gdws.core import GDWSConv2d
+from gdws.models import create_model
+
+ATOL = 1e-4
+
+
+def _vgg_non_uniform() -> nn.Module:
+    torch.manual_seed(0)
+    model = create_model("vgg16", width=0.125).eval()
+    converted, _ = gdws.convert(model, beta=0.3, force=True)  # random weights: GDWS would not save MACs
+    layers = [m for m in converted.modules() if isinstance(m, GDWSConv2d)]
+    assert layers and any(len(set(m.g.tolist())) > 1 for m in layers)  # g differs between channels
+    return converted
+
+
+def _with_removed_layer() -> nn.Module:
+    torch.manual_seed(1)
+    conv = nn.Conv2d(8, 16, 3, padding=1)
+    removed = GDWSConv2d.from_conv(conv, max_channels=0)
+    assert removed.num_intermediate == 0
+    kept = GDWSConv2d.from_conv(nn.Conv2d(16, 8, 3, padding=1, stride=2), beta=0.2)
+    return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), removed, nn.ReLU(), kept,
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10)).eval()
+
+
+def _resnet() -> nn.Module:
+    torch.manual_seed(2)
+    model = create_model("resnet20", width=0.5).eval()
+    for m in model.modules():  # non-trivial BN statistics, so that folding is exercised
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return gdws.convert(model, macs_ratio=2.0)[0]
+
+
+@pytest.mark.parametrize("build", [_vgg_non_uniform, _with_removed_layer, _resnet])
+def test_openvino_ir_equals_pytorch(build, tmp_path, one_thread):
+    pytest.importorskip("openvino")
+    from gdws.fast.openvino_runtime import compile_openvino, export_openvino, openvino_runner
+    import openvino as ov
+
+    model = build()
+    x = torch.rand(3, 3, 32, 32)
+    files = export_openvino(model, x, tmp_path / "ir")
+    assert files["max_abs_diff"] <= ATOL and (tmp_path / "ir" / "model.bin").is_file()
+    # the IR on disk keeps a dynamic batch: run it again at another batch size on fresh inputs
+    y = torch.randn(5, 3, 32, 32)
+    out = openvino_runner(compile_openvino(ov.Core().read_model(files["xml"]), batch_size=5))(y.numpy())
+    with torch.inference_mode():
+        ref = model(y).numpy()
+    assert np.abs(out - ref).max() <= ATOL * max(1.0, float(np.abs(ref).max()))
+
+
+def test_export_refuses_an_ir_that_differs(tmp_path, one_thread):
+    pytest.importorskip("openvino")
+    from gdws.fast.openvino_runtime import export_openvino
+
+    model = _with_removed_layer()
+    other = _with_removed_layer()
+    with torch.no_grad():
+        other[-1].bias.add_(1.0)  # the reference differs by exactly 1 in every logit
+    with pytest.raises(RuntimeError, match="differs from PyTorch by 1.0"):
+        export_openvino(model, torch.rand(1, 3, 32, 32), tmp_path / "ir", reference=other)
+
+
+def test_cli_exports_openvino_and_says_where(tmp_path, capsys, one_thread):
+    pytest.importorskip("openvino")
+    torch.manual_seed(0)
+    ckpt, out, ir = tmp_path / "ckpt.pt", tmp_path / "conv.pt", tmp_path / "ir"
+    torch.save(create_model("resnet20", width=0.5).state_dict(), ckpt)
+    assert main(["convert", str(ckpt), "--model", "resnet20", "--width", "0.5", "--macs-ratio", "2", "-o", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["export", str(out), "--openvino", str(ir), "--min-run-time", "0.005"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["openvino_xml"] == str(ir / "model.xml") and (ir / "model.xml").is_file()
+    assert report["max_abs_diff_vs_pytorch"] <= ATOL and report["openvino_fps"] > 0
+
+
+def test_missing_extra_is_one_clear_error(tmp_path, capsys, monkeypatch):
+    from gdws.fast.openvino_runtime import EXTRA, export_openvino
+    from gdws.fast.runtimes import check_runtime
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # `import openvino` now raises ImportError
+    with pytest.raises(RuntimeError, match=r'pip install -e "\.\[openvino\]"'):
+        export_openvino(nn.Identity(), torch.rand(1, 3, 32, 32), tmp_path / "ir")
+    with pytest.raises(RuntimeError, match="OpenVINO is not installed"):
+        check_runtime("openvino")
+    assert main(["export", str(tmp_path / "any.pt"), "--openvino", str(tmp_path / "ir")]) == 1
+    err = capsys.readouterr().err
+    assert EXTRA in err and err.count("\n") == 1 and not (tmp_path / "ir").exists()
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        check_runtime("tensorrt")
