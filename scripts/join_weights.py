@@ -1,9 +1,9 @@
-"""Join the weight parts that came back from the GPU lease and check each network's sha256.
+"""Join the weight parts that came back from the reproduction run and check each network's sha256.
 
-    python scripts/join_weights.py DIR                        # every network listed in DIR/lease.json
+    python scripts/join_weights.py DIR                        # every network listed in DIR/report.json
     python scripts/join_weights.py DIR --network vgg16 --dest checkpoints/gpu
 
-DIR holds what the lease returned (lease.json and the ``<network>_fp16.pt.partN`` files; it may be read-only).
+DIR holds what the run returned (report.json and the ``<network>_fp16.pt.partN`` files; it may be read-only).
 Each joined file is an fp16 state_dict: ``python run.py model=<network> weights.path=<file>`` loads it.
 """
 from __future__ import annotations
@@ -16,19 +16,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from gdws.lease.parts import join_parts  # noqa: E402
+from repro.parts import join_parts  # noqa: E402
 
 
 def main() -> int:
     """Join the selected networks' parts into --dest; exit 1 when any is missing or fails its hash check."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("dir", type=Path, help="the folder the lease's files came back to")
+    parser.add_argument("dir", type=Path, help="the folder the run's files came back to")
     parser.add_argument("--network", action="append", help="only this network (repeatable; default: all)")
     parser.add_argument("--dest", type=Path, default=REPO / "checkpoints" / "gpu", help="where the joined files go")
     args = parser.parse_args()
-    report = args.dir / "lease.json"
+    report = args.dir / "report.json"
     if not report.is_file():
-        parser.error(f"{report} not found: pass the folder holding the lease's returned files")
+        parser.error(f"{report} not found: pass the folder holding the run's returned files")
     weights = json.loads(report.read_text()).get("weights", {})
     wanted = args.network or sorted(weights)
     unknown = [n for n in wanted if n not in weights]

@@ -1,7 +1,7 @@
 """What runs only on a GPU: mixed precision with the attack-aware autocast, channels_last training, GPU-resident
 data, optimize_for_inference and CUDA-graph replay on CUDA. Marked ``cuda``; every test skips without CUDA.
 
-    python -m pytest -m cuda tests/test_cuda.py        (phase 2 of the GPU lease, experiments/gpu_lease.sh)
+    python -m pytest -m cuda tests/test_cuda.py        (phase 2 of experiments/reproduce_gpu.sh)
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from gdws.train import FastTraining, accelerator_options
 from gdws.train.attacks import AttackView, amp_dtype
 
 pytestmark = [pytest.mark.cuda,
-              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the GPU lease)")]
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 CUDA = torch.device("cuda")
 
 
@@ -111,7 +111,7 @@ def test_optimize_for_inference_on_cuda_keeps_the_function():
 
 
 def test_cuda_graph_replay_matches_eager_and_is_timed():
-    from gdws.lease.perf import GraphedForward
+    from repro.perf import GraphedForward
     from gdws.metrics.fps import measure_fps
 
     model = gdws_net()

@@ -2,6 +2,8 @@
 
 A package may import its own modules and those of packages on a lower layer, never a package on its own layer
 or above: so no arrow runs up and no two packages import each other. Inside a package, modules form no cycle.
+The tooling beside the library (``repro/``, ``scripts/``, ``experiments/``, ``tests/``) stands above all of it:
+it may import gdws, and nothing under gdws/ imports it.
 """
 from __future__ import annotations
 
@@ -12,17 +14,19 @@ from pathlib import Path
 
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gdws"
+#: Top-level packages of the repository that are tooling around the library, not part of it.
+TOOLING = {"repro", "scripts", "experiments", "tests"}
 
 #: Bottom first. A package may import only from the layers below its own (not beside it).
 LAYERS = (
-    ("utils",),                                      # torch-only helpers: weights fingerprint, device name
+    ("utils", "errors"),                             # torch-only helpers; Refusal (a run refused with a message)
     ("core",),                                       # the method: allocation, GDWS layer, conversion, alphas
     ("fast", "models", "data", "tracking", "tables"),  # exact fast forms; model zoo; datasets; rows; paper tables
     ("conversion", "metrics", "eval", "train"),      # convert with every budget (latency: fast); size/MACs/FPS;
                                                      # attacks; training recipes
     ("prune",),                                      # pruning baselines (train their masks)
     ("pipeline",),                                   # one Hydra run
-    ("cli", "lease"),                                # `gdws convert` / `gdws export`; a GPU lease's runs
+    ("cli",),                                        # `gdws convert` / `gdws export`
 )
 LAYER = {name: i for i, names in enumerate(LAYERS) for name in names}
 #: What the package's face (gdws/__init__.py) may import: `import gdws` stays light.
@@ -37,9 +41,10 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def imports_of(path: Path) -> list[tuple[str, int]]:
-    """Every module ``path`` imports, anywhere in the file (absolute dotted names), with its line."""
-    name = module_name(path)
+def imports_of(path: Path, name: str | None = None) -> list[tuple[str, int]]:
+    """Every module ``path`` imports, anywhere in the file (absolute dotted names), with its line; ``name`` is the
+    module's dotted name (default: from its place under gdws/), against which relative imports resolve."""
+    name = name or module_name(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
@@ -87,6 +92,20 @@ def test_no_import_runs_up_or_sideways():
             if not ok:
                 wrong.append(f"{path.relative_to(PACKAGE.parent)}:{line} ({here or 'gdws'}) imports {target}")
     assert not wrong, "imports that run up or sideways:\n" + "\n".join(wrong)
+
+
+def tooling_imports(modules: dict[str, Path]) -> list[str]:
+    """``file:line imports X`` for each import of the tooling (TOOLING) by one of ``modules`` (name -> path)."""
+    return [f"{path.name}:{line} imports {target}" for name, path in modules.items()
+            for target, line in imports_of(path, name) if target.split(".")[0] in TOOLING]
+
+
+def test_the_library_never_imports_the_tooling(tmp_path):
+    assert tooling_imports(MODULES) == []
+    # the check itself: a module that imports the reproduction runner, at the top or inside a function, is caught
+    bad = tmp_path / "bad.py"
+    bad.write_text("import torch\nfrom repro.plan import build_plan\n\ndef f():\n    import repro.runner\n")
+    assert tooling_imports({"gdws.bad": bad}) == ["bad.py:2 imports repro.plan", "bad.py:5 imports repro.runner"]
 
 
 def test_core_imports_only_torch_and_pandas():

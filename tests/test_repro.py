@@ -1,4 +1,4 @@
-"""The GPU lease (gdws.lease, experiments/gpu_lease.sh): planning under a deadline, weight parts, return limits,
+"""The GPU job (repro, experiments/reproduce_gpu.sh): planning under a deadline, weight parts, return limits,
 what travels, and (slow) the dry run of every phase shrunk on CPU."""
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from gdws.lease import forked, parts, schedule
-from gdws.lease.__main__ import main as lease_main
-from gdws.lease.plan import SCALES, Paths, Step, build_plan
-from gdws.lease.prepare import IMAGE_PACKAGES, missing_pins, travel_size
-from gdws.lease.runner import Lease
+from repro import forked, parts, schedule
+from repro.__main__ import main as repro_main
+from repro.plan import SCALES, Paths, Step, build_plan
+from repro.bundle import IMAGE_PACKAGES, missing_pins, travel_size
+from repro.runner import DeadlineRun
 
 REPO = Path(__file__).resolve().parents[1]
 MiB = 2 ** 20
@@ -47,9 +47,9 @@ class FakeClock:
 
 def run_fake(tmp_path, steps, deadline, took, status=None):
     clock = FakeClock(took, status)
-    lease = Lease(steps, SCALES["smoke"], tmp_paths(tmp_path), tmp_path / "out", deadline, clock=clock,
+    job = DeadlineRun(steps, SCALES["smoke"], tmp_paths(tmp_path), tmp_path / "out", deadline, clock=clock,
                   execute=clock.execute)
-    return lease, clock, lease.run()
+    return job, clock, job.run()
 
 
 def test_full_plan_fits_the_default_deadline_with_margin(tmp_path):
@@ -70,10 +70,10 @@ def test_full_plan_fits_the_default_deadline_with_margin(tmp_path):
 def test_a_step_that_cannot_finish_is_skipped_and_later_ones_still_run(tmp_path):
     steps = [Step("a", 1, ["a"], 10, gpu_bound=False), Step("b", 1, ["b"], 100, gpu_bound=False),
              Step("c", 1, ["c"], 5, gpu_bound=False)]
-    lease, clock, rc = run_fake(tmp_path, steps, 60, {"a": 10, "b": 100, "c": 5})
+    job, clock, rc = run_fake(tmp_path, steps, 60, {"a": 10, "b": 100, "c": 5})
     assert rc == 0 and [n for n, _ in clock.ran] == ["a", "c"]
     assert clock.ran[1][1] == 60 - schedule.RESERVE_S - 10  # c may run up to the deadline
-    report = json.loads((tmp_path / "out" / "lease.json").read_text())
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert [s["status"] for s in report["steps"]] == ["ok", "skipped", "ok"] and report["finished"]
     assert "cannot finish before the deadline" in report["steps"][1]["reason"]
 
@@ -82,17 +82,17 @@ def test_measured_gpu_speed_rescales_the_later_estimates(tmp_path):
     steps = [Step("a", 1, ["a"], 10), Step("b", 1, ["b"], 30), Step("c", 1, ["c"], 25, gpu_bound=False)]
     # a took twice its estimate: b (30 s estimated) is now expected to take 60 s > 55 s left, and is skipped;
     # c does not follow the GPU's speed and fits
-    lease, clock, rc = run_fake(tmp_path, steps, 80, {"a": 20, "b": 30, "c": 25})
+    job, clock, rc = run_fake(tmp_path, steps, 80, {"a": 20, "b": 30, "c": 25})
     assert [n for n, _ in clock.ran] == ["a", "c"]
-    assert lease.outcomes["b"].status == "skipped" and "60 s" in lease.outcomes["b"].reason
+    assert job.outcomes["b"].status == "skipped" and "60 s" in job.outcomes["b"].reason
     assert schedule.speed_factor({"x": schedule.Outcome("ok", 100, 1, True)}) == schedule.FACTOR_RANGE[1]
 
 
 def test_steps_that_need_a_failed_step_are_skipped(tmp_path):
     steps = [Step("train", 3, ["t"], 1), Step("row", 4, ["r"], 1, needs=("train",)), Step("other", 4, ["o"], 1)]
-    lease, clock, rc = run_fake(tmp_path, steps, 100, {"train": 1, "row": 1, "other": 1}, {"train": "failed"})
+    job, clock, rc = run_fake(tmp_path, steps, 100, {"train": 1, "row": 1, "other": 1}, {"train": "failed"})
     assert rc == 1 and [n for n, _ in clock.ran] == ["train", "other"]
-    assert lease.outcomes["row"].reason == "needs train, which failed"
+    assert job.outcomes["row"].reason == "needs train, which failed"
 
 
 def test_a_step_past_its_time_limit_is_stopped_with_its_children(tmp_path):
@@ -104,11 +104,11 @@ def test_a_step_past_its_time_limit_is_stopped_with_its_children(tmp_path):
                        "time.sleep(60)\n")
     steps = [Step("sleeper", 1, [sys.executable, str(sleeper)], 1, gpu_bound=False),
              Step("after", 1, [sys.executable, "-c", "print('after ran')"], 1, gpu_bound=False)]
-    lease = Lease(steps, SCALES["smoke"], tmp_paths(tmp_path), tmp_path / "out", 8.0, fork=False)
+    job = DeadlineRun(steps, SCALES["smoke"], tmp_paths(tmp_path), tmp_path / "out", 8.0, fork=False)
     start = time.monotonic()
-    assert lease.run() == 1
+    assert job.run() == 1
     assert time.monotonic() - start < 15
-    assert lease.outcomes["sleeper"].status == "timeout" and lease.outcomes["after"].status == "skipped"
+    assert job.outcomes["sleeper"].status == "timeout" and job.outcomes["after"].status == "skipped"
     time.sleep(5)
     assert not marker.exists()  # the grandchild went down with the step
     with tarfile.open(tmp_path / "out" / "logs.tar.gz") as tar:
@@ -141,11 +141,11 @@ def test_a_device_step_failing_when_forked_switches_to_fresh_processes(tmp_path)
     script.write_text(f"import json, sys\njson.dump({{'device': 'x'}}, open({device_json!r}, 'w'))\n"
                       "sys.exit(1 if '_pytest' in sys.modules else 0)\n")
     steps = [Step("device", 1, [sys.executable, str(script)], 1, gpu_bound=False, collect="device")]
-    lease = Lease(steps, SCALES["smoke"], paths, tmp_path / "out", 60.0)
-    lease.preloaded = True
-    assert lease.run() == 0
-    assert lease.outcomes["device"].status == "ok" and "fresh" in lease.outcomes["device"].reason
-    assert not lease.fork and lease.report["device"] == {"device": "x"} and not lease.report["forked_steps"]
+    job = DeadlineRun(steps, SCALES["smoke"], paths, tmp_path / "out", 60.0)
+    job.preloaded = True
+    assert job.run() == 0
+    assert job.outcomes["device"].status == "ok" and "fresh" in job.outcomes["device"].reason
+    assert not job.fork and job.report["device"] == {"device": "x"} and not job.report["forked_steps"]
 
 
 def test_split_and_join_with_hash_check(tmp_path):
@@ -182,16 +182,16 @@ def test_return_limits_of_the_output_folder(tmp_path):
 def test_travel_size_counts_tracked_untracked_and_carried_files(tmp_path):
     git = ["git", "-c", "user.email=t@t", "-c", "user.name=t"]
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
-    (tmp_path / ".gitignore").write_text("/lease/\n")
+    (tmp_path / ".gitignore").write_text("/bundle/\n")
     (tmp_path / "tracked.py").write_bytes(b"a" * 100)
     subprocess.run([*git, "add", "."], cwd=tmp_path, check=True)
     subprocess.run([*git, "commit", "-qm", "x"], cwd=tmp_path, check=True)
     (tmp_path / "new.txt").write_bytes(b"b" * 10)
-    (tmp_path / "lease" / "wheels").mkdir(parents=True)
-    (tmp_path / "lease" / "wheels" / "w.whl").write_bytes(b"c" * 1000)
-    (tmp_path / "lease" / "other.bin").write_bytes(b"d" * 5000)  # ignored and not carried: stays here
-    sizes = travel_size(tmp_path, ["lease/wheels"])
-    assert sizes == {"tracked": 100 + len("/lease/\n"), "untracked": 10, "lease/wheels": 1000}
+    (tmp_path / "bundle" / "wheels").mkdir(parents=True)
+    (tmp_path / "bundle" / "wheels" / "w.whl").write_bytes(b"c" * 1000)
+    (tmp_path / "bundle" / "other.bin").write_bytes(b"d" * 5000)  # ignored and not carried: stays here
+    sizes = travel_size(tmp_path, ["bundle/wheels"])
+    assert sizes == {"tracked": 100 + len("/bundle/\n"), "untracked": 10, "bundle/wheels": 1000}
 
 
 def test_missing_wheels_follow_requirements_the_image_lacks():
@@ -203,7 +203,7 @@ def test_missing_wheels_follow_requirements_the_image_lacks():
 
 
 def test_export_writes_the_networks_own_keys_in_half_precision(tmp_path):
-    from gdws.lease.export import export
+    from repro.export import export
 
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
@@ -225,22 +225,22 @@ def test_bad_inputs_fail_before_anything_runs(tmp_path, capsys):
     busy.mkdir()
     (busy / "keep.txt").write_text("mine")
     with pytest.raises(SystemExit):
-        lease_main(["--out", str(busy), "--scale", "smoke"])
+        repro_main(["--out", str(busy), "--scale", "smoke"])
     assert "not empty" in capsys.readouterr().err and (busy / "keep.txt").read_text() == "mine"
     with pytest.raises(SystemExit):
-        lease_main(["--out", str(tmp_path / "out"), "--scale", "smoke", "--data", str(tmp_path / "nodata"),
+        repro_main(["--out", str(tmp_path / "out"), "--scale", "smoke", "--data", str(tmp_path / "nodata"),
                     "--kit", str(tmp_path / "nokit"), "--work", str(tmp_path / "work")])
     assert "no CIFAR-10" in capsys.readouterr().err and not (tmp_path / "out").exists()
 
 
 def test_the_runner_starts_without_the_packages_it_must_install_first(tmp_path):
-    # on the GPU machine Hydra, OmegaConf and torchattacks arrive as wheels in the lease's first step: the runner
-    # (gdws.lease and what planning imports) must not need them
+    # on the GPU machine Hydra, OmegaConf and torchattacks arrive as wheels in the run's first step: the runner
+    # (repro and what planning imports) must not need them
     for name in ("hydra", "omegaconf", "torchattacks", "antlr4"):
         (tmp_path / name).mkdir()
         (tmp_path / name / "__init__.py").write_text(f"raise ImportError('{name}: not in the device image')\n")
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-m", "gdws.lease", "--plan-only", "--work", str(tmp_path / "work")],
+    proc = subprocess.run([sys.executable, "-m", "repro", "--plan-only", "--work", str(tmp_path / "work")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "train-preact_resnet18" in proc.stdout and "assumption: published" in proc.stdout
@@ -249,21 +249,21 @@ def test_the_runner_starts_without_the_packages_it_must_install_first(tmp_path):
 @pytest.mark.slow
 def test_dry_run_returns_every_file_in_under_three_minutes(tmp_path, cifar10_root):
     out = tmp_path / "out"
-    env = dict(os.environ, GDWS_LEASE_SCALE="smoke")
+    env = dict(os.environ, GDWS_REPRO_SCALE="smoke")
     start = time.monotonic()
-    proc = subprocess.run(["bash", str(REPO / "experiments" / "gpu_lease.sh"), "--out", str(out), "--work",
+    proc = subprocess.run(["bash", str(REPO / "experiments" / "reproduce_gpu.sh"), "--out", str(out), "--work",
                            str(tmp_path / "work"), "--data", str(cifar10_root)], env=env, capture_output=True,
                           text=True, timeout=600)
     took = time.monotonic() - start
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    report = json.loads((out / "lease.json").read_text())
+    report = json.loads((out / "report.json").read_text())
     bad = [(s["name"], s["status"], s["reason"]) for s in report["steps"] if s["status"] not in ("ok", "not needed")]
     assert not bad and report["finished"]
     names = sorted(p.name for p in out.iterdir())
     weights = [f"{n}_fp16.pt.part{i}" for n, k in (("preact_resnet18", 2), ("vgg16", 2)) for i in range(k)]
     # the same files as at full scale: 4 report files + the parts of the two table networks (WRN-28-4's part
     # would be a 9th file: left out, and said so)
-    assert names == sorted(["lease.json", "logs.tar.gz", "runs.csv", "speed.csv", *weights])
+    assert names == sorted(["report.json", "logs.tar.gz", "runs.csv", "speed.csv", *weights])
     assert all(p.stat().st_size <= parts.MAX_FILE_BYTES for p in out.iterdir())
     assert "exceed" in report["weights"]["wrn28_4"]["not_returned"]
     rows = (out / "runs.csv").read_text().splitlines()

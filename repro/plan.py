@@ -1,4 +1,4 @@
-"""The lease's steps, in order: each a command (run from the repository root) with its time estimate.
+"""The run's steps, in order: each a command (run from the repository root) with its time estimate.
 
 Phases: 1 set-up, 2 CUDA tests, 3 fast adversarial training (then the weights), 4 table rows and GPU speed,
 5 WRN-28-4 if time remains. Training and rows go through ``run.py`` with one shared list of overrides per
@@ -11,14 +11,14 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gdws.lease import costs
+from repro import costs
+from repro.parts import Limits, MiB
 
-MiB = 2 ** 20
 
 
 @dataclass(frozen=True)
 class Network:
-    """A network of the lease: its paper table, the table's row numbers (dense, GDWS) and the paper's beta."""
+    """A network of the run: its paper table, the table's row numbers (dense, GDWS) and the paper's beta."""
 
     name: str
     table: str
@@ -37,7 +37,7 @@ CALIBRATED_MACS_RATIO = 2  # their constraint: half the MACs
 
 @dataclass(frozen=True)
 class Scale:
-    """How big the lease's work is: ``full`` on one GPU, ``smoke`` (the dry run) on CPU."""
+    """How big the run's work is: ``full`` on one GPU, ``smoke`` (the dry run) on CPU."""
 
     name: str
     device: str
@@ -90,7 +90,7 @@ SCALES = {
 
 @dataclass
 class Step:
-    """One step of the lease: a command, its estimate, what it needs and what the runner collects from it."""
+    """One step of the run: a command, its estimate, what it needs and what the runner collects from it."""
 
     name: str
     phase: int
@@ -107,7 +107,7 @@ class Step:
 
 @dataclass(frozen=True)
 class Paths:
-    """Where the lease reads and writes on the machine it runs on."""
+    """Where the run reads and writes on the machine it runs on."""
 
     repo: Path
     work: Path      # data, checkpoints, caches, logs (not returned)
@@ -157,7 +157,7 @@ def _network_steps(net: Network, scale: Scale, paths: Paths, py: str, phase: int
                       info={"network": net.name, "epochs": scale.epochs, "images_per_epoch": scale.n_train,
                             "batch_size": scale.batch_size, "ckpt_dir": str(paths.work / "ckpt" / net.name)}),
         "weights": Step(f"weights-{net.name}", phase,
-                        [py, "-m", "gdws.lease.export", str(paths.work / "ckpt" / net.name), net.name,
+                        [py, "-m", "repro.export", str(paths.work / "ckpt" / net.name), net.name,
                          str(paths.work / "weights")],
                         r.fixed_s["weights"], gpu_bound=False, needs=(train,), collect="weights",
                         info={"network": net.name, "width": w,
@@ -171,7 +171,7 @@ def _network_steps(net: Network, scale: Scale, paths: Paths, py: str, phase: int
     perf_variants = [[name, json.dumps(variants[name])] for name in ("dense", "gdws")]
     steps["perf"] = Step(
         f"speed-{net.name}", phase if phase == 5 else 4,
-        [py, "-m", "gdws.lease.perf", "--out", str(paths.work / "speed.csv"), "--network", net.name,
+        [py, "-m", "repro.perf", "--out", str(paths.work / "speed.csv"), "--network", net.name,
          "--device", scale.device, "--common", json.dumps(common), "--batch-sizes", *map(str, scale.batch_sizes),
          "--min-run-time", str(scale.min_run_time), "--rounds", str(scale.rounds),
          *(["--select-time", str(scale.select_time)] if scale.select_time else ["--forms", "plain"]),
@@ -184,7 +184,7 @@ def _network_steps(net: Network, scale: Scale, paths: Paths, py: str, phase: int
 
 def _setup_steps(scale: Scale, paths: Paths, python: str) -> list[Step]:
     """Phases 1 and 2: install the carried wheels, build CIFAR-10 from the kit, import the libraries once (the
-    Python steps are forked from the runner: gdws.lease.forked), name the device, the CUDA tests."""
+    Python steps are forked from the runner: repro.forked), name the device, the CUDA tests."""
     from gdws.data.cifar10 import has_cifar10
 
     fixed = scale.rates.fixed_s
@@ -197,7 +197,7 @@ def _setup_steps(scale: Scale, paths: Paths, python: str) -> list[Step]:
         Step("data", 1, [python, str(paths.kit / "build.py"), str(paths.data)], fixed["data"], gpu_bound=False,
              not_needed=f"{paths.data} already holds CIFAR-10" if has_cifar10(paths.data) else None),
         Step("preload", 1, [], fixed["preload"], gpu_bound=False, action="preload"),
-        Step("device", 1, [python, "-m", "gdws.lease.device", str(paths.work / "device.json")], fixed["device"],
+        Step("device", 1, [python, "-m", "repro.device", str(paths.work / "device.json")], fixed["device"],
              gpu_bound=False, collect="device"),
         Step("cuda-tests", 2, [python, "-m", "pytest", "-m", "cuda", "tests/test_cuda.py", "-q", "-rA",
                                "-p", "no:cacheprovider"],
@@ -206,7 +206,7 @@ def _setup_steps(scale: Scale, paths: Paths, python: str) -> list[Step]:
 
 
 def build_plan(scale: Scale, paths: Paths, python: str = "python3") -> list[Step]:
-    """Every step of the lease, in the order it runs (the runner skips what cannot finish in time)."""
+    """Every step of the run, in the order it runs (the runner skips what cannot finish in time)."""
     r18, vgg, wrn = (_network_steps(n, scale, paths, python, 5 if n.name == "wrn28_4" else 3) for n in NETWORKS)
     return [
         *_setup_steps(scale, paths, python),
@@ -217,9 +217,9 @@ def build_plan(scale: Scale, paths: Paths, python: str = "python3") -> list[Step
     ]
 
 
-def describe(steps: list[Step], scale: Scale, deadline_s: float) -> str:
+def describe(steps: list[Step], scale: Scale, deadline_s: float, limits: Limits = Limits()) -> str:
     """The plan as printed before the run: per step its estimate and the cumulative time, then the assumptions."""
-    lines = [f"GPU lease plan: scale={scale.name}, device={scale.device}, deadline {deadline_s:.0f} s, "
+    lines = [f"reproduction plan: scale={scale.name}, device={scale.device}, deadline {deadline_s:.0f} s, "
              f"estimates for {scale.rates.name}", f"{'phase':>5}  {'step':<28}{'estimate':>10}{'cumulative':>12}"]
     total, per_phase = 0.0, {}
     for s in steps:
@@ -234,5 +234,5 @@ def describe(steps: list[Step], scale: Scale, deadline_s: float) -> str:
     parts = {s.info["network"]: math.ceil(s.info["expected_bytes"] / scale.part_bytes)
              for s in steps if s.collect == "weights"}
     lines.append(f"weights: fp16 state_dicts in parts of {scale.part_bytes / MiB:.2f} MiB, expected parts {parts} "
-                 "(at most 8 files come back in all: 4 are the report files)")
+                 f"(the output folder holds at most {limits.max_files} files: 4 are the report files)")
     return "\n".join(lines)

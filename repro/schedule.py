@@ -1,4 +1,4 @@
-"""Deadline decisions of the lease (pure): whether a step can still run, and how long it may take.
+"""Deadline decisions of the run (pure): whether a step can still run, and how long it may take.
 
 Estimates are made before any GPU was seen, so once GPU-bound steps have run, the remaining GPU-bound estimates
 are rescaled by how long those steps really took (measured / estimated).

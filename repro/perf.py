@@ -1,6 +1,6 @@
-"""Step program of the lease: inference speed of a trained network, dense against its GDWS versions, in one process.
+"""Step program of the reproduction run: inference speed of a trained network, dense against its GDWS versions.
 
-    python -m gdws.lease.perf --out speed.csv --network NAME --device cuda --common JSON \
+    python -m repro.perf --out speed.csv --network NAME --device cuda --common JSON \
         --variant dense '["gdws=none"]' --variant gdws '["gdws.beta=0.75", "gdws.alphas=pgd"]' ...
 
 Each variant is built as run.py builds its row (same overrides: the training's checkpoint, the cached alphas,
@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ["network", "variant", "constraint", "macs", "batch_size", "forms", "cuda_graph", "fps", "device", "error"]
 
 

@@ -1,15 +1,24 @@
-"""Weight files in parts: splitting into pieces the device tool returns, joining them back with a hash check,
-and the limits on what comes back from the GPU machine (files under $OUT)."""
+"""Weight files in parts: splitting into pieces small enough to be returned, joining them back with a hash check,
+and the limits on what the run may leave in its output folder (options of ``python -m repro``)."""
 from __future__ import annotations
 
 import hashlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 MiB = 2 ** 20
-MAX_FILES = 8              # files returned from $OUT in all
-MAX_FILE_BYTES = 16 * MiB  # per file
-MAX_TOTAL_BYTES = 64 * MiB  # all files together
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What the output folder may hold in all: where results travel back through a channel with limits (the
+    defaults: a device tool returning at most 8 files of 16 MiB, 64 MiB together). Weights that would break
+    them stay behind, and the report says so."""
+
+    max_files: int = 8
+    max_file_bytes: int = 16 * MiB
+    max_total_bytes: int = 64 * MiB
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -72,18 +81,18 @@ def join_parts(parts: list[str | os.PathLike], dest: str | os.PathLike, sha256: 
 
 
 def out_budget(out_dir: str | os.PathLike, incoming: list[int], reserve_files: int = 0,
-               reserve_bytes: int = 0) -> str | None:
-    """Why files of sizes ``incoming`` cannot join ``out_dir`` within the return limits (None: they can).
+               reserve_bytes: int = 0, limits: Limits = Limits()) -> str | None:
+    """Why files of sizes ``incoming`` cannot join ``out_dir`` within ``limits`` (None: they can).
 
     ``reserve_files``/``reserve_bytes`` are kept for files still to be written (the report files).
     """
     present = [p.stat().st_size for p in Path(out_dir).iterdir() if p.is_file()] if Path(out_dir).is_dir() else []
-    if any(size > MAX_FILE_BYTES for size in incoming):
-        return f"a file over {MAX_FILE_BYTES // MiB} MiB"
+    if any(size > limits.max_file_bytes for size in incoming):
+        return f"a file over {limits.max_file_bytes / MiB:g} MiB"
     files = len(present) + len(incoming) + reserve_files
-    if files > MAX_FILES:
-        return f"{files} files would exceed the {MAX_FILES} returned"
+    if files > limits.max_files:
+        return f"{files} files would exceed the {limits.max_files} returned"
     total = sum(present) + sum(incoming) + reserve_bytes
-    if total > MAX_TOTAL_BYTES:
-        return f"{total / MiB:.1f} MiB would exceed the {MAX_TOTAL_BYTES // MiB} MiB returned"
+    if total > limits.max_total_bytes:
+        return f"{total / MiB:.1f} MiB would exceed the {limits.max_total_bytes / MiB:g} MiB returned"
     return None

@@ -1,4 +1,4 @@
-"""Time estimates of the lease's steps: what each step computes, divided by what the machine is assumed to do.
+"""Time estimates of the run's steps: what each step computes, divided by what the machine is assumed to do.
 
 Work is counted in forward passes of one image (F = 2 x the network's MACs, counted on CPU with
 ``gdws.metrics.count_macs`` at full width). A backward pass costs 2F, one to the input only (what an attack

@@ -1,6 +1,6 @@
-"""Step program of the lease: name the machine and check that every package the runs import is there.
+"""Step program of the reproduction run: name the machine and check that every package the runs import is there.
 
-    python -m gdws.lease.device OUT.json
+    python -m repro.device OUT.json
 """
 from __future__ import annotations
 
@@ -53,7 +53,7 @@ def main() -> None:
     print(json.dumps(info, indent=1))
     missing = [name for name, version in info["packages"].items() if version is None]
     if missing:
-        sys.exit(f"missing packages: {', '.join(missing)} (carry their wheels: python scripts/prepare_lease.py)")
+        sys.exit(f"missing packages: {', '.join(missing)} (carry their wheels: python scripts/bundle_offline.py)")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,9 @@
-"""What the GPU machine must be sent, prepared here before a GPU is asked for (scripts/prepare_lease.py).
+"""The offline bundle: what a GPU machine without internet must be sent, prepared here (scripts/bundle_offline.py).
 
-The device image has PyTorch and a long list of packages but not all that run.py imports (Hydra, torchattacks,
-...). The missing ones travel as wheels pinned to the versions installed here, with the CIFAR-10 rebuild kit,
-in ignored folders named in the call's ``carry``; the working tree plus those folders must stay under 64 MiB.
+The target's image has PyTorch and a long list of packages (IMAGE_PACKAGES) but not all that run.py imports
+(Hydra, torchattacks, ...). The missing ones travel as wheels pinned to the versions installed here, with the
+CIFAR-10 rebuild kit, in ignored folders beside the checkout; together they must stay under a travel limit
+(TRAVEL_LIMIT by default).
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ from pathlib import Path
 
 from packaging.requirements import Requirement
 
-REPO = Path(__file__).resolve().parents[2]
-MiB = 2 ** 20
+from repro.parts import MiB
+
+REPO = Path(__file__).resolve().parents[1]
 TRAVEL_LIMIT = 64 * MiB
 # The device image's Python packages as its documentation lists them (2026-11-17; Python 3.12, x86-64).
 IMAGE_PACKAGES = frozenset("""
@@ -41,10 +43,10 @@ statsmodels sympy tabulate tensorboard tensorboard-data-server tensorstore threa
 tokenizers toolz torch torchaudio torchdiffeq torch-geometric torchmetrics torchvision tqdm transformers treescope
 triton typer typing-extensions typing-inspect urllib3 uvloop wadler-lindig werkzeug wheel wrapt xarray xxhash yarl
 zipp""".split())
-# What the lease's processes import: run.py's pipeline with its lazily imported steps, the step programs, the tests.
+# What the run's processes import: run.py's pipeline with its lazily imported steps, the step programs, the tests.
 ENTRY_MODULES = ("gdws.pipeline.runner", "gdws.train", "gdws.eval", "gdws.data", "gdws.models", "gdws.metrics",
-                 "gdws.fast", "gdws.tracking", "gdws.core.calibration", "gdws.lease.perf", "gdws.lease.export",
-                 "gdws.lease.device", "pytest", "hydra", "torchattacks")
+                 "gdws.fast", "gdws.tracking", "gdws.core.calibration", "repro.perf", "repro.export",
+                 "repro.device", "pytest", "hydra", "torchattacks")
 ALWAYS = ("hydra-core", "omegaconf", "antlr4-python3-runtime", "torchattacks")
 # The device's interpreter, for requirement markers and wheel tags (device README: pip download for 3.12 x86-64).
 TARGET = {"python_version": "3.12", "python_full_version": "3.12.3", "implementation_name": "cpython",
@@ -61,7 +63,7 @@ def normalize(name: str) -> str:
 
 def imported_distributions(modules: tuple[str, ...] = ENTRY_MODULES) -> set[str]:
     """The project's requirements whose top-level modules are loaded after importing ``modules`` in a fresh
-    interpreter (what the lease's processes really use)."""
+    interpreter (what the run's processes really use)."""
     code = ("import importlib, json, sys\nfor m in sys.argv[1:]: importlib.import_module(m)\n"
             "print(json.dumps(sorted({n.split('.')[0] for n in sys.modules})))")
     out = subprocess.run([sys.executable, "-c", code, *modules], cwd=REPO, capture_output=True, text=True, check=True)

@@ -1,10 +1,10 @@
-"""Runs the lease's steps under the deadline and keeps the output folder current after every step.
+"""Runs the run's steps under the deadline and keeps the output folder current after every step.
 
 Every step but the preload is a process of its own (forked from the runner, or fresh; in its own session,
 killed with its children at its time limit), its output goes to a log file, and after it ends the runner
-rewrites the report files in the output folder: so a lease cut off at any point still returns everything
-finished before. What comes back (at most 8 files):
-``lease.json`` (plan, per-step status and wall time, commands, device, training throughput, weight manifests),
+rewrites the report files in the output folder: so a run cut off at any point still returns everything
+finished before. What it leaves there (within :class:`repro.parts.Limits`):
+``report.json`` (plan, per-step status and wall time, commands, device, training throughput, weight manifests),
 ``runs.csv`` (the rows), ``speed.csv`` (GPU speed), ``logs.tar.gz`` (step logs, run configs, training curves),
 and the weight parts ``<network>_fp16.pt.partN``.
 """
@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from gdws.lease import forked, schedule
-from gdws.lease.parts import MiB, out_budget, part_names, split_file
-from gdws.lease.plan import Paths, Scale, Step
+from repro import forked, schedule
+from repro.parts import Limits, MiB, out_budget, part_names, split_file
+from repro.plan import Paths, Scale, Step
 
-REPORT_FILES = ("lease.json", "runs.csv", "speed.csv", "logs.tar.gz")
+REPORT_FILES = ("report.json", "runs.csv", "speed.csv", "logs.tar.gz")
 REPORT_RESERVE_BYTES = 4 * MiB   # room kept for the report files while weight parts are added
 LOG_CAP_BYTES = MiB              # a longer log keeps its end
 SMALL_SUFFIXES = (".yaml", ".json", ".csv", ".log")
@@ -32,11 +32,11 @@ SMALL_SUFFIXES = (".yaml", ".json", ".csv", ".log")
 Executor = Callable[[Step, float, Path], schedule.Outcome]
 
 
-class Lease:
+class DeadlineRun:
     """The steps, their outcomes and the report; :meth:`run` executes them in order.
 
     With ``fork`` (the default) Python steps are forked from this process once the ``preload`` step has imported
-    the libraries (gdws.lease.forked); otherwise each is a fresh process. ``execute`` replaces the execution of
+    the libraries (repro.forked); otherwise each is a fresh process. ``execute`` replaces the execution of
     a step (tests). ``elapsed_before_s``: seconds the command ran before (imports, planning), counted against
     the deadline.
     """
@@ -44,12 +44,13 @@ class Lease:
     def __init__(self, steps: list[Step], scale: Scale, paths: Paths, out: Path, deadline_s: float,
                  env: dict[str, str] | None = None, clock: Callable[[], float] = time.monotonic,
                  execute: Executor | None = None, plan_text: str = "", fork: bool = True,
-                 elapsed_before_s: float = 0.0) -> None:
+                 elapsed_before_s: float = 0.0, limits: Limits = Limits()) -> None:
         self.steps, self.scale, self.paths, self.out, self.deadline_s = steps, scale, paths, Path(out), deadline_s
         self.env, self.clock = env if env is not None else dict(os.environ), clock
         self.execute = execute or self._execute
         self.fork, self.preloaded = fork, False
         self.elapsed_before_s = elapsed_before_s  # the deadline counts from the command's start
+        self.limits = limits
         self.outcomes: dict[str, schedule.Outcome] = {}
         self.logs = paths.work / "logs"
         self.report = {"scale": scale.name, "deadline_s": deadline_s, "plan": plan_text.splitlines(), "steps": [],
@@ -160,7 +161,8 @@ class Lease:
         names = part_names(source.name, manifest["bytes"], self.scale.part_bytes)
         sizes = [min(self.scale.part_bytes, manifest["bytes"] - i * self.scale.part_bytes) for i in range(len(names))]
         missing_reports = sum(not (self.out / n).exists() for n in REPORT_FILES)
-        refused = out_budget(self.out, sizes, reserve_files=missing_reports, reserve_bytes=REPORT_RESERVE_BYTES)
+        refused = out_budget(self.out, sizes, reserve_files=missing_reports, reserve_bytes=REPORT_RESERVE_BYTES,
+                             limits=self.limits)
         manifest.update(network=net, width=step.info["width"], parts=[] if refused else names,
                         join=f"python scripts/join_weights.py DIR --network {net}")
         if refused:
@@ -184,7 +186,7 @@ class Lease:
     # ---- the output folder -----------------------------------------------------------------------
     def write_outputs(self) -> None:
         """Rewrite the report files in the output folder (each replaced whole, never half-written)."""
-        _replace(self.out / "lease.json", (json.dumps(self.report, indent=1) + "\n").encode())
+        _replace(self.out / "report.json", (json.dumps(self.report, indent=1) + "\n").encode())
         for name in ("runs.csv", "speed.csv"):
             if (self.paths.work / name).is_file():
                 _replace(self.out / name, (self.paths.work / name).read_bytes())

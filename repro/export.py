@@ -1,6 +1,6 @@
-"""Step program of the lease: a finished training's best checkpoint as a half-precision state_dict.
+"""Step program of the reproduction run: a finished training's best checkpoint as a half-precision state_dict.
 
-    python -m gdws.lease.export CKPT_DIR NAME DEST_DIR
+    python -m repro.export CKPT_DIR NAME DEST_DIR
 
 writes ``DEST_DIR/NAME_fp16.pt`` (the network's own keys, floating tensors in float16) and ``DEST_DIR/NAME.json``
 (file, bytes, sha256, the checkpoint it came from). ``run.py weights.path=NAME_fp16.pt model=NAME`` loads it
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from gdws.lease.parts import sha256_file
+from repro.parts import sha256_file
 
 LIGHTNING_PREFIX = "model."  # AdversarialTraining keeps the network as self.model
 

@@ -1,7 +1,7 @@
 """Python steps as forked children of a process that imported the heavy libraries once.
 
 Importing torch, Lightning (with torchmetrics and torchvision), Hydra and torchattacks takes seconds per process
-(about 25 s of wall time on a loaded 2-core CPU); the lease runs some twenty Python steps. So the runner imports
+(about 25 s of wall time on a loaded 2-core CPU); the run runs some twenty Python steps. So the runner imports
 them once (:func:`preload`) and forks each step from itself: the child runs ``run.py`` or ``python -m MODULE``
 exactly as the command line would, in its own session (killable with its children) with its output in a log.
 
