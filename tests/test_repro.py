@@ -1,5 +1,6 @@
-"""The GPU job (repro, experiments/reproduce_gpu.sh): planning under a deadline, weight parts, return limits,
-what travels, and (slow) the dry run of every phase shrunk on CPU."""
+"""The deadline-bounded reproduction run (repro/, experiments/reproduce_gpu.sh): planning under a deadline, weight
+parts, limits on the output folder, what the offline bundle carries, and (slow) the dry run of every phase shrunk
+on CPU."""
 from __future__ import annotations
 
 import hashlib
@@ -177,6 +178,10 @@ def test_return_limits_of_the_output_folder(tmp_path):
     assert "9 files" in parts.out_budget(tmp_path, [MiB] * 4, reserve_files=2)
     assert "over 16 MiB" in parts.out_budget(tmp_path, [17 * MiB])
     assert "MiB would exceed" in parts.out_budget(tmp_path, [15 * MiB] * 4, reserve_bytes=2 * MiB)
+    # the limits are the tool's options (--max-files ...): other values, other answers
+    assert "5 files would exceed the 4" in parts.out_budget(tmp_path, [MiB], reserve_files=1,
+                                                            limits=parts.Limits(max_files=4))
+    assert parts.out_budget(tmp_path, [17 * MiB], limits=parts.Limits(max_file_bytes=32 * MiB)) is None
 
 
 def test_travel_size_counts_tracked_untracked_and_carried_files(tmp_path):
@@ -231,6 +236,9 @@ def test_bad_inputs_fail_before_anything_runs(tmp_path, capsys):
         repro_main(["--out", str(tmp_path / "out"), "--scale", "smoke", "--data", str(tmp_path / "nodata"),
                     "--kit", str(tmp_path / "nokit"), "--work", str(tmp_path / "work")])
     assert "no CIFAR-10" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    with pytest.raises(SystemExit):
+        repro_main(["--out", str(tmp_path / "out"), "--scale", "smoke", "--max-files", "0"])
+    assert "must be positive" in capsys.readouterr().err
 
 
 def test_the_runner_starts_without_the_packages_it_must_install_first(tmp_path):
@@ -264,7 +272,7 @@ def test_dry_run_returns_every_file_in_under_three_minutes(tmp_path, cifar10_roo
     # the same files as at full scale: 4 report files + the parts of the two table networks (WRN-28-4's part
     # would be a 9th file: left out, and said so)
     assert names == sorted(["report.json", "logs.tar.gz", "runs.csv", "speed.csv", *weights])
-    assert all(p.stat().st_size <= parts.MAX_FILE_BYTES for p in out.iterdir())
+    assert all(p.stat().st_size <= parts.Limits().max_file_bytes for p in out.iterdir())
     assert "exceed" in report["weights"]["wrn28_4"]["not_returned"]
     rows = (out / "runs.csv").read_text().splitlines()
     assert len(rows) == 1 + 9  # three networks x (dense, GDWS, calibrated GDWS)
