@@ -94,7 +94,8 @@ def test_measure_speed_times_each_batch_size():
     # One SlowNet call takes CALL_S at any batch size, so throughput / fps = the ratio of the batch sizes.
     out = measure_speed(SlowNet(), (3, 8, 8), "cpu", fps_batch_size=1, throughput_batch_size=8, warmup=1,
                         min_run_time=0.2)
-    assert set(out) == {"fps", "throughput", "threads", "device", "fast_inference"}
+    assert set(out) == {"fps", "throughput", "threads", "device", "fast_inference", "runtime", "runtime_version"}
+    assert out["runtime"] == "torch" and out["runtime_version"] == torch.__version__
     assert 0.5 / CALL_S < out["fps"] <= 1.02 / CALL_S
     assert 4 < out["throughput"] / out["fps"] < 16
     assert out["device"] == f"cpu ({device_name('cpu')})" and out["fast_inference"] is False
@@ -129,10 +130,33 @@ def test_measure_speed_times_the_reference_beside_the_model():
     # The converted model (SlowNet) beside its dense original (SlowerNet, 2x the time): the ratio is 2.
     out = measure_speed(SlowNet(), (3, 8, 8), "cpu", throughput_batch_size=4, warmup=1, min_run_time=0.3,
                         reference=SlowerNet(), rounds=3)
-    assert set(out) == {"fps", "throughput", "threads", "device", "fast_inference", "fps_dense", "throughput_dense"}
+    assert set(out) == {"fps", "throughput", "threads", "device", "fast_inference", "fps_dense", "throughput_dense",
+                        "runtime", "runtime_version"}
     assert 1.6 < out["fps"] / out["fps_dense"] < 2.2
     assert 1.6 < out["throughput"] / out["throughput_dense"] < 2.2
     assert 0.5 / (2 * CALL_S) < out["fps_dense"] <= 1.02 / (2 * CALL_S)
+
+
+def test_measure_speed_on_a_runtime_times_each_network_compiled_for_it(monkeypatch):
+    import onnxruntime
+
+    import gdws.fast.runtimes
+
+    compiled = []
+
+    def compile_for(model, example_input, runtime, threads=None):  # the compiled graph stands in as SlowNet
+        compiled.append((type(model).__name__, tuple(example_input.shape), runtime))
+        return SlowNet() if isinstance(model, SlowerNet) else SlowerNet()
+
+    monkeypatch.setattr(gdws.fast.runtimes, "runtime_module", compile_for)
+    out = measure_speed(SlowNet(), (3, 8, 8), "cpu", throughput_batch_size=4, warmup=1, min_run_time=0.3,
+                        reference=SlowerNet(), rounds=3, runtime="onnxruntime")
+    assert compiled == [("SlowNet", (1, 3, 8, 8), "onnxruntime"), ("SlowerNet", (1, 3, 8, 8), "onnxruntime"),
+                        ("SlowNet", (4, 3, 8, 8), "onnxruntime"), ("SlowerNet", (4, 3, 8, 8), "onnxruntime")]
+    assert 1.6 < out["fps_dense"] / out["fps"] < 2.2  # what ran is what the runtime compiled, not the modules
+    assert out["runtime"] == "onnxruntime" and out["runtime_version"] == onnxruntime.__version__
+    with pytest.raises(ValueError, match="CPU only"):
+        measure_speed(SlowNet(), (3, 8, 8), "cuda", runtime="onnxruntime")
 
 
 def test_interleaved_fps_alternates_the_models_each_round():

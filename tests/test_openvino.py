@@ -104,3 +104,22 @@ def test_missing_extra_is_one_clear_error(tmp_path, capsys, monkeypatch):
     assert EXTRA in err and err.count("\n") == 1 and not (tmp_path / "ir").exists()
     with pytest.raises(ValueError, match="runtime must be one of"):
         check_runtime("tensorrt")
+
+
+def test_a_smoke_run_times_fps_on_openvino(run_smoke, capsys):
+    pytest.importorskip("openvino")
+    from gdws.fast.openvino_runtime import openvino_version
+
+    row = run_smoke("gdws.macs_ratio=1.5", "attack=none", "metrics.runtime=openvino", "metrics.min_run_time=0.3",
+                    "metrics.throughput_batch_size=8", "metrics.warmup=1")
+    assert row["runtime"] == "openvino" and row["runtime_version"] == openvino_version()
+    assert row["gdws_layers"] > 0 and row["threads"] == 1
+    for key in ("fps", "fps_dense", "throughput", "throughput_dense"):
+        assert row[key] > 0, key
+    assert f"timed on   openvino {openvino_version()}, 1 threads" in capsys.readouterr().out
+
+
+def test_a_run_asking_for_a_missing_runtime_stops_before_anything_runs(run_smoke, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)
+    with pytest.raises(RuntimeError, match=r'pip install -e "\.\[openvino\]"'):
+        run_smoke("metrics.runtime=openvino")

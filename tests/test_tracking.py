@@ -8,7 +8,7 @@ import json
 import yaml
 from omegaconf import OmegaConf
 
-from gdws.tracking.summary import SweepSummary, job_line, run_summary, sweep_summary
+from gdws.tracking.summary import SweepSummary, job_line, relative, run_summary, sweep_summary
 
 
 def _append_many(path: str, worker: int, n: int) -> None:
@@ -93,7 +93,21 @@ def test_the_summary_says_what_did_not_run():
     assert "NOTE: the attack could not run" in text and "1.00x smaller" in text
     assert "A_rob -   (attack=none)" in run_summary({**dense, "A_rob": None}, runs_csv="r.csv", run_dir="d")
     assert job_line(dense) == ("dense | A_nat 80.00 | A_rob 80.00 (attack could not run) | size 1.00x smaller | "
-                               "MACs 1.00x fewer | FPS - dense")
+                               "MACs 1.00x fewer | FPS -")
+
+
+def test_a_ratio_below_one_says_slower_larger_more():
+    slower = {**ROW, "fps": 58.3, "fps_dense": 113.4, "throughput": 50.0, "throughput_dense": 98.0,
+              "size_MB": 8.0, "size_MB_dense": 4.0, "macs": 4_000_000, "macs_dense": 3_000_000,
+              "runtime": "openvino", "runtime_version": "2026.4.1", "threads": 1, "device": "cpu (x)"}
+    lines = run_summary(slower, runs_csv="r", run_dir="d").strip().splitlines()
+    assert lines[2].split()[-2:] == ["2.00x", "larger"] and lines[3].split()[-2:] == ["1.33x", "more"]
+    assert lines[4].split() == ["FPS", "58.3", "dense", "113.4", "1.95x", "slower"]
+    assert lines[5].split()[-2:] == ["1.96x", "slower"]
+    assert lines[6] == "timed on   openvino 2026.4.1, 1 threads, cpu (x)"
+    assert "faster" not in "\n".join(lines[2:6]) and "0.51x" not in "\n".join(lines)
+    assert job_line(slower).endswith("size 2.00x larger | MACs 1.33x more | FPS 1.95x slower (openvino)")
+    assert relative(1.0, "faster") == "1.00x faster" and relative(None, "fewer") == "-"
 
 
 def _job(sweep, name: str, overrides: list[str], row: dict | None) -> None:
@@ -115,5 +129,5 @@ def test_a_sweep_ends_with_one_line_per_job(tmp_path, capsys):
                      "job 1 (gdws.speedup=3): no row (stage=train or failed)",
                      f"job 10 (gdws.speedup=12): {job_line({**ROW, 'gdws_constraint': 'speedup=12'})}"]
     assert lines[1].endswith("gdws speedup=2 | A_nat 80.00 | A_rob 45.50 | size 4.00x smaller | MACs 3.00x fewer | "
-                             "FPS 3.00x dense")
+                             "FPS 3.00x faster")
     assert sweep_summary(sweep) == "\n".join(lines)

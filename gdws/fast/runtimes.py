@@ -18,10 +18,14 @@ from torch import nn
 RUNTIMES = ("torch", "onnxruntime", "openvino")
 
 
-def check_runtime(runtime: str) -> str:
-    """``runtime`` if it is one of RUNTIMES and installed; ValueError / RuntimeError (naming the extra) otherwise."""
+def check_runtime(runtime: str, device: torch.device | str = "cpu") -> str:
+    """``runtime`` if it is one of RUNTIMES, installed and able to run on ``device`` (all but torch: the CPU only);
+    ValueError / RuntimeError (naming the extra to install) otherwise."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {RUNTIMES}; got {runtime!r}")
+    if runtime != "torch" and torch.device(device).type != "cpu":
+        raise ValueError(f"runtime {runtime!r} is timed on the CPU only (got device {device}); use the torch runtime "
+                         "on a GPU, or the CPU")
     runtime_version(runtime)  # imports it: a missing optional extra fails here, before anything is timed
     return runtime
 

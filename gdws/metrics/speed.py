@@ -51,6 +51,7 @@ def measure_speed(
     select_time: float = 0.1,
     reference: nn.Module | None = None,
     rounds: int = 3,
+    runtime: str = "torch",
 ) -> dict:
     """FPS (images/s at ``fps_batch_size``) and throughput (at ``throughput_batch_size``) of ``model``.
 
@@ -62,12 +63,17 @@ def measure_speed(
     interleaved rounds of ``min_run_time / rounds`` seconds each (medians), and the result also has
     ``fps_dense`` and ``throughput_dense``: a speed ratio from one process under one load, where rates from
     two separate runs on a shared machine can differ by more than the effect measured.
+    ``runtime`` (gdws.fast.runtimes.RUNTIMES: torch, onnxruntime, openvino; the last two on the CPU) is what runs
+    the networks: each is exported (ONNX) and compiled for it at each batch size, and timed through it the same way.
     ``model`` itself is left as it was (optimize_for_inference times a copy). Returns
-    ``dict(fps, throughput, threads, device, fast_inference)`` (plus the reference's rates, and with
-    ``fast_inference`` the forms chosen for ``model`` at each batch size: ``fast_forms``), rates rounded
+    ``dict(fps, throughput, threads, device, fast_inference, runtime, runtime_version)`` (plus the reference's rates,
+    and with ``fast_inference`` the forms chosen for ``model`` at each batch size: ``fast_forms``), rates rounded
     to 0.01 and ``device`` naming the hardware, e.g. ``cpu (Intel(R) Xeon(R) ...)``.
     """
+    from gdws.fast.runtimes import check_runtime, runtime_module, runtime_version
+
     device = torch.device(device)
+    check_runtime(runtime, device)
     size = tuple(input_size)
     nets = {"model": model} if reference is None else {"model": model, "reference": reference}
 
@@ -80,6 +86,9 @@ def measure_speed(
             prepared = {k: optimize_for_inference(net, x, device=device, min_run_time=float(select_time))
                         for k, net in nets.items()}
             forms = f"b{batch_size} {chosen_forms(prepared['model'])}"
+        if runtime != "torch":
+            x = torch.rand(batch_size, *size)
+            prepared = {k: runtime_module(net, x, runtime) for k, net in prepared.items()}
         n = 1 if reference is None else int(rounds)  # a model alone: one measurement of min_run_time
         return interleaved_fps(prepared, size, batch_size, device, rounds=n, warmup=int(warmup),
                                min_run_time=float(min_run_time) / n), forms
@@ -91,6 +100,8 @@ def measure_speed(
         "threads": torch.get_num_threads(),
         "device": f"{device} ({device_name(device)})",
         "fast_inference": bool(fast_inference),
+        "runtime": runtime,
+        "runtime_version": runtime_version(runtime),
     }
     if fast_inference:
         out["fast_forms"] = f"{forms_single}; {forms_batch}"

@@ -15,6 +15,7 @@ from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import nn
 
 from gdws.eval import build_attack, evaluate
+from gdws.fast.runtimes import check_runtime
 from gdws.metrics import count_macs, measure_speed, size_mb
 from gdws.pipeline.context import resolve_device
 from gdws.pipeline.row import build_row
@@ -41,6 +42,8 @@ def run(cfg: DictConfig) -> dict:
     attack = build_attack(cfg.attack)  # a bad attack setting fails here, before any training
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     device = resolve_device(str(cfg.device))
+    if cfg.metrics.fps:  # the FPS runtime: known, installed (an optional extra) and able to run on the device
+        check_runtime(str(cfg.metrics.runtime), device)
     out_dir = Path(cfg.paths.output_dir)
     logger = build_logger(cfg.get("logger"))
     failed = True
@@ -82,7 +85,7 @@ def run(cfg: DictConfig) -> dict:
                                        throughput_batch_size=m.throughput_batch_size,
                                        fast_inference=m.fast_inference, warmup=m.warmup, min_run_time=m.min_run_time,
                                        select_time=m.select_time, reference=reference if transformed else None,
-                                       rounds=m.fps_rounds))
+                                       rounds=m.fps_rounds, runtime=str(m.runtime)))
         row = build_row(cfg, facts)
         log_summary(logger, row, hparams=OmegaConf.to_container(cfg, resolve=True))
         write_json(out_dir / "row.json", row)

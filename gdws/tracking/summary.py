@@ -36,6 +36,18 @@ def _accuracy(row: Mapping[str, Any]) -> str:
     return text
 
 
+#: the word for a ratio below 1 of each gain: "0.51x faster" reads "1.96x slower"
+_LOSS = {"faster": "slower", "smaller": "larger", "fewer": "more"}
+
+
+def relative(ratio: float | None, gain: str) -> str:
+    """``2.00x faster`` for a ratio >= 1, ``1.96x slower`` (1 / ratio, with the opposite word) below 1; ``-`` when
+    there is no ratio. ``gain`` is one of "faster", "smaller", "fewer"."""
+    if ratio is None:
+        return "-"
+    return f"{ratio:.2f}x {gain}" if ratio >= 1 else f"{1 / ratio:.2f}x {_LOSS[gain]}"
+
+
 def _versus(label: str, value: Any, dense: Any, unit: str, scale: float, digits: int, gain: str) -> str | None:
     """``label  value  dense X  r x <gain>`` for one quantity; None when the value is missing."""
     if value is None or value == "":
@@ -43,8 +55,15 @@ def _versus(label: str, value: Any, dense: Any, unit: str, scale: float, digits:
     text = f"{label:<10} {f'{float(value) / scale:.{digits}f}{unit}':<17}"
     ratio = _ratio(dense, value) if gain != "faster" else _ratio(value, dense)
     if dense is not None and ratio is not None:
-        text += f"dense {f'{float(dense) / scale:.{digits}f}{unit}':<17}{ratio:.2f}x {gain}"
+        text += f"dense {f'{float(dense) / scale:.{digits}f}{unit}':<17}{relative(ratio, gain)}"
     return text.rstrip()
+
+
+def _runtime(row: Mapping[str, Any]) -> str | None:
+    """What the speeds were timed on: runtime, its version, threads and the device."""
+    if not row.get("runtime"):
+        return None
+    return f"{'timed on':<10} {row['runtime']} {row.get('runtime_version') or ''}, {row.get('threads')} threads, {row.get('device')}"
 
 
 def _conversion(row: Mapping[str, Any]) -> str:
@@ -72,7 +91,8 @@ def run_summary(row: Mapping[str, Any], runs_csv: str | os.PathLike, run_dir: st
              _versus("size", row.get("size_MB"), row.get("size_MB_dense"), " MB", 1, 3, "smaller"),
              _versus("MACs", row.get("macs"), row.get("macs_dense"), " M", 1e6, 2, "fewer"),
              _versus("FPS", row.get("fps"), row.get("fps_dense"), "", 1, 1, "faster"),
-             _versus("throughput", row.get("throughput"), row.get("throughput_dense"), " img/s", 1, 1, "faster")]
+             _versus("throughput", row.get("throughput"), row.get("throughput_dense"), " img/s", 1, 1, "faster"),
+             _runtime(row)]
     if row.get("gdws_speedup_measured") is not None:
         target = row["gdws_constraint"].partition("=")[2]
         missed = float(row["gdws_speedup_measured"]) < float(target)
@@ -84,10 +104,6 @@ def run_summary(row: Mapping[str, Any], runs_csv: str | os.PathLike, run_dir: st
     return "\n".join(line for line in lines if line)
 
 
-def _times(ratio: float | None) -> str:
-    return f"{ratio:.2f}x" if ratio is not None else "-"
-
-
 def job_line(row: Mapping[str, Any]) -> str:
     """One line for a sweep's job: what ran and its headline numbers."""
     rob = f"A_rob {row['A_rob']:.2f}" if row.get("A_rob") is not None else "A_rob -"
@@ -97,9 +113,10 @@ def job_line(row: Mapping[str, Any]) -> str:
     return " | ".join([
         row["method"] + (f" {row['gdws_constraint']}" if row.get("gdws_constraint") else "") + removed,
         f"A_nat {row['A_nat']:.2f}", rob,
-        f"size {_times(_ratio(row.get('size_MB_dense'), row.get('size_MB')))} smaller",
-        f"MACs {_times(_ratio(row.get('macs_dense'), row.get('macs')))} fewer",
-        f"FPS {_times(_ratio(row.get('fps'), row.get('fps_dense')))} dense",
+        f"size {relative(_ratio(row.get('size_MB_dense'), row.get('size_MB')), 'smaller')}",
+        f"MACs {relative(_ratio(row.get('macs_dense'), row.get('macs')), 'fewer')}",
+        f"FPS {relative(_ratio(row.get('fps'), row.get('fps_dense')), 'faster')}"
+        + (f" ({row['runtime']})" if row.get("runtime") not in (None, "", "torch") else ""),
     ])
 
 
