@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# Full-width forward MACs per 32x32 image (gdws.metrics.count_macs on CPU; they scale with width squared).
-GMACS = {"preact_resnet18": 0.5554, "vgg16": 0.3132, "wrn28_4": 0.8456}
+# Full-width forward MACs per 32x32 image (gdws.metrics.count_macs on CPU; they scale with width squared): the
+# networks of the paper's tables (resnet20_w40: model=resnet20 model.base_width=40).
+GMACS = {"preact_resnet18": 0.5554, "vgg16": 0.3132, "wrn28_4": 0.8456, "vgg16_hydra": 0.3138,
+         "mobilenet_v1": 0.0464, "mobilenet_v2": 0.0880, "resnet18_dws": 0.0730, "resnet20_w40": 0.2518,
+         "robnet_free": 0.7802, "preact_resnet50": 1.2978}
 # fp16 weight bytes at full width (float parameters and buffers x 2; also scale with width squared).
 FP16_BYTES = {"preact_resnet18": 22_359_956, "vgg16": 29_473_428, "wrn28_4": 11_712_500}
 

@@ -218,7 +218,8 @@ def test_a_days_long_cpu_training_stops_after_its_first_steps_unless_allowed(all
         tr.fit(module, datamodule=tiny_data())
         assert tr.global_step == 5  # went on past the timed steps
     else:
-        ways = r"weights\.path=FILE.*model=robustbench.*scale=cpu.*device=cuda.*train\.allow_long=true"
+        ways = (r"weights\.path=FILE.*model=robustbench.*scale=cpu.*device=cuda.*train\.allow_long=true"
+                r".*train\.amp=true")
         with pytest.raises(TrainingTooLong, match=f"on the CPU would take about [0-9.]+ days .*{ways}"):
             tr.fit(module, datamodule=tiny_data())
         assert tr.global_step == 3  # one warm-up step and two timed ones

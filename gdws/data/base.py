@@ -14,6 +14,7 @@ from torch.utils.data import DataLoader
 
 from gdws.data.augment import random_crop_flip, to_float
 from gdws.data.loaders import ImageTensorDataset, ResidentLoader, ShardedShuffle
+from gdws.errors import BadValue, CannotRun
 
 
 @dataclass
@@ -32,7 +33,7 @@ class Split:
 
 def _positive_or_none(name: str, value: int | None) -> int | None:
     if value is not None and int(value) <= 0:
-        raise ValueError(f"data.{name} must be a positive integer or null (all), got {value}")
+        raise BadValue(f"data.{name} must be a positive integer or null (all), got {value}")
     return None if value is None else int(value)
 
 
@@ -66,9 +67,9 @@ class ImageDataModule(pl.LightningDataModule):
                  num_workers: int = 0, seed: int = 0, num_classes: int = 10, normalize: str | None = None) -> None:
         super().__init__()
         if int(batch_size) <= 0 or int(eval_batch_size) <= 0:
-            raise ValueError(f"data.batch_size and data.eval_batch_size must be positive, got {batch_size}, {eval_batch_size}")
+            raise BadValue(f"data.batch_size and data.eval_batch_size must be positive, got {batch_size}, {eval_batch_size}")
         if int(val_size) < 0:
-            raise ValueError(f"data.val_size must be >= 0 (0 disables validation), got {val_size}")
+            raise BadValue(f"data.val_size must be >= 0 (0 disables validation), got {val_size}")
         self.root, self.download = str(root), bool(download)
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.train_subset = _positive_or_none("train_subset", train_subset)
@@ -103,14 +104,14 @@ class ImageDataModule(pl.LightningDataModule):
         full, test = self.load_split(True), self.load_split(False)
         n = full.labels.shape[0]
         if self.val_size >= n:
-            raise ValueError(f"data.val_size={self.val_size} leaves no training images (the training set has {n})")
+            raise BadValue(f"data.val_size={self.val_size} leaves no training images (the training set has {n})")
         train = full.take(slice(0, n - self.val_size))
         if self.train_subset is not None:
             train = train.take(slice(0, self.train_subset))
         if self.exact_only:
             if test.exact_mask is None:
-                raise RuntimeError(f"data.exact_only=true but the {self.dataset_name} files under {self.root} carry no "
-                                   "'exact_mask' key (only the rebuilt CIFAR-10 has one); set data.exact_only=false")
+                raise CannotRun(f"data.exact_only=true but the {self.dataset_name} files under {self.root} carry no "
+                                "'exact_mask' key (only the rebuilt CIFAR-10 has one); set data.exact_only=false")
             test = test.take(test.exact_mask)
         if self.eval_subset is not None:
             test = test.take(slice(0, self.eval_subset))

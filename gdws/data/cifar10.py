@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from gdws.data.base import ImageDataModule, Split
+from gdws.errors import CannotRun, MissingInput
 
 FOLDER = "cifar-10-batches-py"
 URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -26,13 +27,13 @@ def has_cifar10(root: str | os.PathLike) -> bool:
     return all(os.path.isfile(os.path.join(folder, n)) for n in TRAIN_FILES + TEST_FILES)
 
 
-def data_error(root: str, problem: str) -> RuntimeError | FileNotFoundError:
+def data_error(root: str, problem: str) -> MissingInput | CannotRun:
     """The one error for missing or unreadable CIFAR-10, naming the path and the ways out."""
     folder = os.path.join(root, FOLDER)
     msg = (f"CIFAR-10 {problem} at {os.path.abspath(folder)}. Ways out: pass data.download=true to fetch the "
            f"official archive; set data.root (or the GDWS_DATA environment variable) to a folder containing "
            f"{FOLDER}/; or build it offline with `python ../shared/data/cifar10/build.py DIR`.")
-    return FileNotFoundError(msg) if "missing" in problem else RuntimeError(msg)
+    return MissingInput(msg) if "missing" in problem else CannotRun(msg)
 
 
 def _read_batch(path: str, root: str) -> dict:

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from gdws.data.base import ImageDataModule, Split
+from gdws.errors import CannotRun, MissingInput
 
 FILES = {
     True: ("train_32x32.mat", "http://ufldl.stanford.edu/housenumbers/train_32x32.mat",
@@ -16,11 +17,11 @@ FILES = {
 }
 
 
-def _error(path: str, problem: str) -> RuntimeError | FileNotFoundError:
+def _error(path: str, problem: str) -> MissingInput | CannotRun:
     msg = (f"SVHN {problem} at {os.path.abspath(path)}. Ways out: pass data.download=true to fetch the official "
            f".mat files; or set data.root (or the GDWS_DATA environment variable) to a folder containing "
            f"train_32x32.mat and test_32x32.mat.")
-    return FileNotFoundError(msg) if "missing" in problem else RuntimeError(msg)
+    return MissingInput(msg) if "missing" in problem else CannotRun(msg)
 
 
 def read_svhn(root: str, train: bool) -> Split:

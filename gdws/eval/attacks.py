@@ -16,6 +16,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from torch import nn
 
+from gdws.errors import BadValue
+
 
 def _eps_text(eps: float) -> str:
     """``eps`` in the 1/255 units the papers use, e.g. ``eps8/255``."""
@@ -24,7 +26,7 @@ def _eps_text(eps: float) -> str:
 
 def _check_eps(eps: float) -> None:
     if not 0 < eps < 1:
-        raise ValueError(f"attack.eps is in pixel units of [0, 1] (e.g. 0.0313725 for 8/255), got {eps}")
+        raise BadValue(f"attack.eps is in pixel units of [0, 1] (e.g. 0.0313725 for 8/255), got {eps}")
 
 
 class EvalAttack(ABC):
@@ -70,7 +72,7 @@ class PGD(EvalAttack):
     def __post_init__(self) -> None:
         _check_eps(self.eps)
         if self.steps < 1 or self.step_size <= 0:
-            raise ValueError(f"attack.steps and attack.step_size must be positive, got {self.steps}, {self.step_size}")
+            raise BadValue(f"attack.steps and attack.step_size must be positive, got {self.steps}, {self.step_size}")
 
     def on(self, model: nn.Module) -> torchattacks.Attack:
         """torchattacks.PGD on ``model``."""
@@ -110,18 +112,18 @@ class AutoAttack(EvalAttack):
 def build_attack(attack_cfg: Mapping[str, Any] | EvalAttack) -> EvalAttack:
     """The attack described by ``attack_cfg`` (a config node with a ``_target_``, as ``conf/attack/*.yaml``).
 
-    An :class:`EvalAttack` is returned as it is. A bad value (e.g. ``attack.eps=8``) raises ValueError.
+    An :class:`EvalAttack` is returned as it is. A bad value (e.g. ``attack.eps=8``) raises BadValue (a ValueError).
     """
     if isinstance(attack_cfg, EvalAttack):
         return attack_cfg
     if "_target_" not in attack_cfg:
-        raise ValueError(f"an attack config needs a _target_ (pick one with attack=pgd|autoattack|none), got {dict(attack_cfg)}")
+        raise BadValue(f"an attack config needs a _target_ (pick one with attack=pgd|autoattack|none), got {dict(attack_cfg)}")
     try:
         attack = instantiate(attack_cfg)
     except InstantiationException as err:  # Hydra wraps the class's own ValueError: surface that message
-        raise ValueError(f"bad attack config: {err}") from err
+        raise BadValue(f"bad attack config: {err}") from err
     if not isinstance(attack, EvalAttack):
-        raise ValueError(f"attack._target_ must name a gdws.eval.attacks.EvalAttack, got {type(attack).__name__}")
+        raise BadValue(f"attack._target_ must name a gdws.eval.attacks.EvalAttack, got {type(attack).__name__}")
     return attack
 
 

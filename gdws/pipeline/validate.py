@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 
 from gdws.core.allocation import check_beta, check_max_channels
 from gdws.core.budget import check_macs_ratio, check_speedup
+from gdws.errors import KINDS, Refusal, as_refusal
 from gdws.pipeline.calibration import check_calibration
 from gdws.pipeline.constraint import CONSTRAINTS, typed_constraints
 from gdws.pipeline.context import resolve_device
@@ -87,15 +88,29 @@ def _check_target(node: DictConfig | None, what: str) -> None:
 def validate(cfg: DictConfig) -> str | None:
     """Check ``cfg`` as a whole (values, paths, device, importable targets) and name the GDWS constraint.
 
-    Returns the active constraint (``name=value``) or None. Raises ValueError / FileNotFoundError /
-    RuntimeError with one clear message; nothing has been trained, loaded or written when it does.
+    Returns the active constraint (``name=value``) or None. Raises a refusal (gdws.errors: BadValue, MissingInput,
+    CannotRun, i.e. a ValueError, FileNotFoundError or RuntimeError) with one clear message; nothing has been
+    trained, loaded or written when it does.
     """
+    try:
+        return _validate(cfg)
+    except Refusal:
+        raise
+    except tuple(base for base, _ in KINDS) as err:  # what the checks raise: the user's setting, not a bug
+        raise as_refusal(err) from err
+
+
+def _validate(cfg: DictConfig) -> str | None:
     if str(cfg.get("stage", "all")) not in STAGES:
         raise ValueError(f"stage must be one of {STAGES}; got {cfg.stage!r}")
     resolve_device(str(cfg.device))  # device=cuda without a GPU fails here
     path = cfg.weights.get("path")
     if path and not Path(str(path)).expanduser().is_file():
         raise FileNotFoundError(f"weights.path={path} is not a file (pass the path of a file written by torch.save)")
+    check_scale(cfg)  # a shrunk run is not labelled paper
+    _check_gdws(cfg.gdws)
+    constraint = active_constraint(cfg)
+    # last: the checks below import the pruning methods and every target (Lightning with the training recipe)
     if cfg.prune.get("_target_") is not None:
         from gdws.prune.phase import check_ratio  # imported here: gdws.prune loads torch-pruning
 
@@ -103,6 +118,4 @@ def validate(cfg: DictConfig) -> str | None:
     for node, what in ((cfg.prune, "prune"), (cfg.get("attack"), "attack"), (cfg.train, "train"),
                        (cfg.model, "model"), (cfg.data, "data")):
         _check_target(node, what)
-    check_scale(cfg)  # a shrunk run is not labelled paper
-    _check_gdws(cfg.gdws)
-    return active_constraint(cfg)
+    return constraint

@@ -20,6 +20,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.loggers import Logger
 from torch import nn
 
+from gdws.errors import CannotRun, as_refusal
 from gdws.pipeline.context import resolve_device, settings_key, to_plain
 
 # Trainer keys that change where/how fast training runs but not the weights it produces.
@@ -72,7 +73,8 @@ def obtain_weights(cfg: DictConfig, model: nn.Module, datamodule, logger: Logger
     A finished training in the checkpoint folder is reused, an interrupted one resumes from last.ckpt, and
     concurrent jobs needing the same weights wait on a file lock so that each network is trained once.
     Third-party files are read with the restricted unpickler unless ``weights.trusted``; the project's own
-    checkpoints (Lightning files holding tensors and plain values) need no more than that either.
+    checkpoints (Lightning files holding tensors and plain values) need no more than that either. A
+    ``weights.path`` that cannot be read or does not fit the model is refused (gdws.errors) with the loader's message.
     """
     from gdws.models import load_checkpoint
 
@@ -81,7 +83,10 @@ def obtain_weights(cfg: DictConfig, model: nn.Module, datamodule, logger: Logger
         return Weights(path=Path(source), recipe="pretrained", train_s=0.0, trained_here=False)
     if cfg.weights.get("path"):
         path = Path(str(cfg.weights.path)).expanduser()
-        load_checkpoint(model, path, trusted=bool(cfg.weights.get("trusted", False)))
+        try:
+            load_checkpoint(model, path, trusted=bool(cfg.weights.get("trusted", False)))
+        except (FileNotFoundError, RuntimeError) as err:  # the user's file: unreadable, or another network's
+            raise as_refusal(err) from err
         return Weights(path=path, recipe="loaded", train_s=0.0, trained_here=False)
     ckpt_dir = checkpoint_dir(cfg)
     ckpt_dir.mkdir(parents=True, exist_ok=True)
@@ -115,7 +120,7 @@ def _check_training_config(ckpt_dir: Path, cfg: DictConfig) -> None:
             for key in set(wanted[section]) | set(found.get(section, {}))
             if wanted[section].get(key) != found.get(section, {}).get(key)
         )
-        raise RuntimeError(
+        raise CannotRun(
             f"checkpoint folder {ckpt_dir} holds a training with a different config (differs in: {diff}). "
             "Leave paths.ckpt_dir unset (each training config gets its own folder), or pick another folder."
         )
@@ -150,7 +155,7 @@ def _train(cfg: DictConfig, model: nn.Module, datamodule, logger: Logger | None,
     # Without any validation epoch there is no "best"; the final weights are then the result.
     best = Path(callback.best_model_path or ckpt_dir / "last.ckpt")
     if not best.is_file():
-        raise RuntimeError(
+        raise CannotRun(
             f"training finished but wrote no checkpoint in {ckpt_dir}; check trainer.limit_val_batches/"
             "val_check_interval (the best checkpoint is chosen on val/acc_rob)"
         )

@@ -14,11 +14,14 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from gdws.errors import CannotRun
+
 DAY_S = 24 * 3600.0
 
 
-class TrainingTooLong(RuntimeError):
-    """A CPU training estimated to take longer than the limit, stopped after its first steps."""
+class TrainingTooLong(CannotRun):
+    """A CPU training estimated to take longer than the limit, stopped after its first steps (a refusal: run.py
+    prints its message alone, though it is raised inside Lightning's fit loop)."""
 
 
 def format_duration(seconds: float) -> str:
@@ -39,7 +42,9 @@ def too_long_message(estimate_s: float, device: str) -> str:
     return (f"training this network on the {device} would take about {format_duration(estimate_s)} (measured on its "
             "first steps), so it was stopped. Instead: load trained weights (weights.path=FILE), use a pre-trained "
             "zoo network (model=robustbench model.name=NAME), shrink the run (scale=cpu: 1/4 width, 5 epochs on "
-            "10k images), or train on a GPU (device=cuda). To train here anyway: train.allow_long=true")
+            "10k images), or train on a GPU (device=cuda). To train here anyway: train.allow_long=true, best with "
+            "train.amp=true (bf16 autocast: on CPUs with bf16 support it can nearly halve the time; compare with "
+            "scripts/bench_train.py --amp)")
 
 
 class TrainingTimeEstimate(pl.Callback):

@@ -1,0 +1,117 @@
+"""A refused run ends with its message alone; a bug keeps its traceback (gdws.errors, run.py).
+
+Each refusal runs as ``python run.py ...`` in its own process, as a user would meet it: the process boundary is
+the point (what reaches stderr, the exit code). The processes start together (one module fixture), so the
+suite waits for the slowest, not for their sum; the validation refusals come before Lightning is imported.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gdws.errors import BadValue, CannotRun, MissingInput, Refusal, as_refusal, refusal_in
+
+REPO = Path(__file__).resolve().parents[1]
+SMOKE = ("experiment=smoke", "progress=false", "trainer.enable_progress_bar=false", "logger=none")
+
+#: name -> (overrides, extra environment, what stderr must hold, whether it is a refusal)
+CASES = {
+    "bad value": (("gdws.beta=-1",), {}, "gdws.beta=-1: beta must be a finite number >= 0", True),
+    "shrunk run labelled paper": (("model.width=0.5",), {},
+                                  "this run is labelled scale=paper but is shrunk: model.width=0.5", True),
+    "missing weights": (("weights.path={tmp}/no_such.pt",), {}, "weights.path={tmp}/no_such.pt is not a file", True),
+    "missing data": ((*SMOKE, "data=cifar10", "data.root={tmp}/empty"), {}, "CIFAR-10 is missing", True),
+    # a 1/8-width network and a hundred million epochs: the estimate after three steps is years
+    "training too long": ((*SMOKE, "data=synthetic", "train.epochs=100000000"), {},
+                          "training this network on the CPU would take about", True),
+    # an argument the model does not take: a TypeError inside Hydra's instantiate, not a check of ours
+    "a bug": ((*SMOKE, "data=synthetic", "+model.no_such_argument=1"), {}, "no_such_argument", False),
+    "a refusal in full": (("gdws.beta=-1",), {"HYDRA_FULL_ERROR": "1"}, "gdws.errors.BadValue: gdws.beta=-1", False),
+}
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess]:
+    """Every case of CASES run at once, each in its own project folder; name -> finished process."""
+    tmp = tmp_path_factory.mktemp("refusals")
+    (tmp / "empty").mkdir()
+    procs = {}
+    for name, (overrides, extra, _, _) in CASES.items():
+        root = tmp / name.replace(" ", "_")
+        root.mkdir()
+        env = {**os.environ, "PROJECT_ROOT": str(root), "OMP_NUM_THREADS": "1", **extra}
+        env.pop("HYDRA_FULL_ERROR", None) if not extra else None
+        argv = [sys.executable, str(REPO / "run.py"), "device=cpu", *(o.format(tmp=tmp) for o in overrides)]
+        procs[name] = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                       text=True)
+    done = {}
+    for name, proc in procs.items():
+        out, err = proc.communicate(timeout=300)
+        done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return done
+
+
+@pytest.mark.parametrize("name", [n for n, case in CASES.items() if case[3]])
+def test_a_refusal_prints_its_message_alone_and_fails(name, outcomes, tmp_path_factory):
+    proc = outcomes[name]
+    expected = CASES[name][2].format(tmp=tmp_path_factory.getbasetemp() / "refusals0")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "Error executing job" not in proc.stderr  # nor Hydra's line about the job
+
+
+def test_the_training_time_refusal_names_the_ways_forward(outcomes):
+    err = outcomes["training too long"].stderr
+    for way in ("weights.path=FILE", "model=robustbench", "scale=cpu", "device=cuda", "train.allow_long=true",
+                "train.amp=true"):
+        assert way in err
+    assert "training time estimate:" in outcomes["training too long"].stdout  # it did train its first steps
+
+
+def test_a_bug_keeps_its_traceback(outcomes):
+    proc = outcomes["a bug"]
+    assert proc.returncode == 1 and CASES["a bug"][2] in proc.stderr
+    assert "Traceback" in proc.stderr or "Set the environment variable HYDRA_FULL_ERROR=1" in proc.stderr
+
+
+def test_hydra_full_error_shows_a_refusals_traceback(outcomes):
+    proc = outcomes["a refusal in full"]
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and CASES["a refusal in full"][2] in proc.stderr
+    assert "validate.py" in proc.stderr  # down to the check that raised it
+
+
+# ---------------------------------------------------------------- the mechanism, in-process
+
+def test_each_refusal_is_also_the_builtin_error_a_library_caller_catches():
+    for err, builtin in ((ValueError("v"), ValueError), (FileNotFoundError("f"), FileNotFoundError),
+                         (RuntimeError("r"), RuntimeError)):
+        refused = as_refusal(err)
+        assert isinstance(refused, Refusal) and isinstance(refused, builtin) and str(refused) == str(err)
+    assert type(as_refusal(FileNotFoundError("f"))) is MissingInput and type(as_refusal(ValueError())) is BadValue
+    already = CannotRun("c")
+    assert as_refusal(already) is already
+    with pytest.raises(TypeError):
+        as_refusal(KeyError("k"))
+
+
+def test_a_refusal_is_found_through_explicit_wrapping_only():
+    refused = BadValue("data.batch_size must be positive")
+    try:
+        try:
+            raise refused
+        except BadValue as inner:
+            raise RuntimeError("Error in call to target") from inner  # as Hydra's instantiate wraps
+    except RuntimeError as wrapped:
+        assert refusal_in(wrapped) is refused
+    try:
+        try:
+            raise refused
+        except BadValue:
+            raise KeyError("a bug while handling it")  # implicit context only: a bug, not the refusal
+    except KeyError as bug:
+        assert refusal_in(bug) is None
+    assert refusal_in(ValueError("plain")) is None and refusal_in(None) is None
