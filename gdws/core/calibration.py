@@ -111,7 +111,8 @@ def output_gradient_moments(model: nn.Module, names: list[str], images: Tensor, 
                             seed: int = 0) -> dict[str, Tensor]:
     """{conv name: F [M, M]}: E over images of sum over output positions of g g^T, g = d loss / d (conv output).
 
-    The loss is the cross-entropy of the model's logits against labels SAMPLED from its own softmax (seeded), so
+    The loss is the cross-entropy of the model's logits against labels SAMPLED from its own softmax (seeded, one
+    uniform draw per image, so independent of batch_size), so
     F is the output factor of the Kronecker-factored Fisher information (K-FAC), i.e. the curvature of the
     divergence from the network's own predictions; no true labels are needed. Eval mode, parameters detached
     (nothing is written to .grad, no weight changes): forward and backward passes only.
@@ -119,7 +120,8 @@ def output_gradient_moments(model: nn.Module, names: list[str], images: Tensor, 
     convs = {n: model.get_submodule(n) for n in names}
     sums = {n: torch.zeros(c.out_channels, c.out_channels, dtype=torch.float64) for n, c in convs.items()}
     params = _detached_state(model)
-    gen = torch.Generator().manual_seed(seed)
+    # one uniform draw per image, made up front: the sampled labels do not depend on the batch size
+    draws = torch.rand(images.shape[0], 1, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     probes: dict[str, Tensor] = {}
 
     def probe(name: str, conv: nn.Module, x: Tensor, out: Tensor) -> Tensor:
@@ -130,10 +132,12 @@ def output_gradient_moments(model: nn.Module, names: list[str], images: Tensor, 
         return out + probes[name]
 
     with eval_mode(model), torch.enable_grad(), hooks(convs, probe):
-        for x in batches(images, model, batch_size):
+        for start, x in zip(range(0, images.shape[0], batch_size), batches(images, model, batch_size)):
             probes.clear()
             logits = functional_call(model, params, (x,))
-            labels = torch.multinomial(logits.detach().float().softmax(1).cpu(), 1, generator=gen)[:, 0]
+            cdf = logits.detach().double().softmax(1).cumsum(1).cpu()  # label = the class whose CDF step holds u
+            u = draws[start:start + x.shape[0]]
+            labels = (cdf < u).sum(1).clamp_max(logits.shape[1] - 1)
             loss = torch.nn.functional.cross_entropy(logits, labels.to(logits.device), reduction="sum")
             grads = torch.autograd.grad(loss, [probes[n] for n in names], allow_unused=True)
             for n, g in zip(names, grads):

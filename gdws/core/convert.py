@@ -13,10 +13,10 @@ from torch import Tensor, nn
 from .allocation import Decomposition, check_beta, check_max_channels, lego_g, mego_g
 from .budget import BudgetLayer, allocate_macs, check_macs_ratio
 from .calibration import calibration_images, input_second_moments, output_gradient_moments
-from .discovery import default_example_input, skip_reasons, trace_layers
+from .discovery import default_example_input, eval_mode, skip_reasons, trace_layers
 from .layer import GDWSConv2d
-from .refit import refit_pointwise
-from .refit_alternating import refit_alternating
+from .sequential import refit_network
+from .settings import CalibrationSettings, check_refit_rounds
 
 REPORT_COLUMNS = ["name", "C", "K", "M", "stride", "groups", "G", "error", "macs_before", "macs_after",
                   "converted", "reason", "g_hist"]
@@ -46,9 +46,8 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
             example_input: Tensor | None = None, input_size: Sequence[int] = (3, 32, 32),
             include: Sequence[str] | None = None, exclude: Sequence[str] | None = None, skip_first: bool = True,
             implicit: bool = False, force: bool = False, allocator: Allocator | None = None,
-            calibration: Tensor | Iterable | None = None, whiten: bool = True, refit: bool = True,
-            fisher: bool = False, refit_rounds: int = 0, ridge: float = 1e-6,
-            batch_size: int = 64) -> tuple[nn.Module, pd.DataFrame]:
+            calibration: Tensor | Iterable | None = None, calibration_settings: CalibrationSettings | None = None,
+            **calibration_options: object) -> tuple[nn.Module, pd.DataFrame]:
     """Convert a pre-trained network to GDWS; returns (converted deep copy, per-Conv2d report). The input is untouched.
 
     Exactly one budget: `beta` (LEGO, same error budget in every layer), `max_channels` (MEGO, same G budget in every
@@ -70,23 +69,29 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
     (MACs per sample; attrs 'macs_total_before'/'macs_total_after' include the Linear layers and unconverted convs).
 
     Data-aware conversion (beyond the paper): `calibration` is a tensor of images [N, C, H, W] or an iterable of
-    batches (a DataLoader; checked and held as one CPU tensor, see gdws.core.calibration). With it, `whiten`
-    takes every layer's scores and kernels from its input-whitened decomposition (scores = expected squared
-    output error on the calibration inputs, see allocation.Decomposition; `beta` is then in those units) and
-    `refit` solves each converted layer's pointwise stage and bias in closed form, in forward order, against the
-    original network's outputs (gdws.core.refit); G and MACs are unchanged. `fisher` also weights each layer's
-    output side by its K-FAC Fisher factor (gdws.core.calibration.output_gradient_moments: one backward pass per
-    batch, no weight change), so that scores estimate the loss increase and compare across layers; it changes the
-    allocation and the kernels, not the refit's target. `refit_rounds` > 0 follows each layer's pointwise refit
-    with that many rounds of alternating depthwise / pointwise least squares (gdws.core.refit_alternating: more
-    accurate, costlier for wide layers). `ridge`: relative ridge of all of them.
+    batches (a DataLoader; checked and held as one CPU tensor, see gdws.core.calibration). How it is used is a
+    gdws.core.settings.CalibrationSettings: `calibration_settings`, with any of its fields given as keywords
+    replacing its values (`convert(model, macs_ratio=3, calibration=x, refit_rounds=2)`); the defaults are the
+    best measured settings. With it, `whiten` takes every layer's scores and kernels from its input-whitened
+    decomposition (scores = expected squared output error on the calibration inputs, see
+    allocation.Decomposition; `beta` is then in those units) and `refit` solves each converted layer's pointwise
+    stage and bias in closed form, in forward order, against the original network's outputs (gdws.core.refit);
+    G and MACs are unchanged. `fisher` also weights each layer's output side by its K-FAC Fisher factor
+    (gdws.core.calibration.output_gradient_moments: one backward pass per batch, no weight change), so that
+    scores estimate the loss increase and compare across layers; it changes the allocation and the kernels, not
+    the refit's target. `refit_rounds` > 0 follows each layer's pointwise refit with that many rounds of
+    alternating depthwise / pointwise least squares (gdws.core.refit_alternating: more accurate, costlier for
+    wide layers). `ridge`: relative ridge of all of them.
     The report then has columns calib_err_before / calib_err_after: each converted layer's relative output
     error ||y - y_hat||^2 / ||y||^2 on the calibration set (converted network's input against the original
-    network's output), before and after its refit. Memory: one batch (`batch_size` images) of one layer's
-    patches or activations at a time, plus per layer [C, K^2, K^2] and (G+1)^2 float64 accumulators; time: one
-    pass for the statistics and, for the refit, about one full forward pass per converted layer.
+    network's output), before and after its refit; attrs 'calibration_sequential' says which refit path ran.
+    Time: one pass for the statistics (one more, with a backward, for Fisher) and, for the refit, one forward
+    pass of each network on cached activations (gdws.core.sequential; where the forward cannot be cut into
+    pieces, about one full forward pass per converted layer instead). Memory: one batch (`batch_size` images)
+    for the statistics; the refit's caches and batch stay within `calibration_memory` GiB.
     """
-    check_refit_rounds(refit_rounds, calibration is not None and refit)
+    settings = CalibrationSettings.from_options(calibration_settings, **calibration_options)
+    check_refit_rounds(settings.refit_rounds, calibration is not None and settings.refit)
     budgets = [b is not None for b in (beta, max_channels, macs_ratio, allocator)]
     if sum(budgets) != 1:
         raise ValueError("pass exactly one of beta= (per-layer error budget), max_channels= (per-layer G budget), "
@@ -107,12 +112,12 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
     traces = trace_layers(converted, example_input)
     reasons = skip_reasons(traces, include, exclude, skip_first)
     names = [n for n, r in reasons.items() if not r]
-    moments = (input_second_moments(converted, names, images, batch_size)
-               if images is not None and whiten else {})
-    curvature = (output_gradient_moments(converted, names, images, batch_size)
-                 if images is not None and fisher else {})
-    decs = {n: Decomposition(modules[n].weight.detach(), alphas.get(n), moments.get(n), ridge, curvature.get(n))
-            for n in names}
+    moments = (input_second_moments(converted, names, images, settings.batch_size)
+               if images is not None and settings.whiten else {})
+    fisher = images is not None and settings.use_fisher(_fisher_applies(converted, example_input, traces, names))
+    curvature = output_gradient_moments(converted, names, images, settings.batch_size) if fisher else {}
+    decs = {n: Decomposition(modules[n].weight.detach(), alphas.get(n), moments.get(n), settings.ridge,
+                             curvature.get(n)) for n in names}
 
     def unit_cost(name: str) -> int:
         conv = modules[name]
@@ -152,13 +157,13 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
                 else:
                     plan = decs[name].plan(g)
                     row.update(error=plan.error, macs_after=after, converted=True, g_hist=_g_hist(g))
-                    _replace(converted, name, conv, plan, implicit=implicit and not (images is not None and refit))
+                    refitting = images is not None and settings.refit
+                    _replace(converted, name, conv, plan, implicit=implicit and not refitting)
         rows.append(row)
     report = pd.DataFrame(rows, columns=REPORT_COLUMNS).astype({"G": "Int64"})
-    if images is not None and refit:
+    if images is not None and settings.refit:
         order = sorted((r["name"] for r in rows if r["converted"]), key=lambda n: traces[n].order)
-        stats = (refit_alternating(model, converted, order, images, refit_rounds, batch_size, ridge) if refit_rounds
-                 else refit_pointwise(model, converted, order, images, batch_size, ridge))
+        stats, report.attrs["calibration_sequential"] = refit_network(model, converted, order, images, settings)
         report["calib_err_before"] = report["name"].map({n: s.before for n, s in stats.items()})
         report["calib_err_after"] = report["name"].map({n: s.after for n, s in stats.items()})
         if implicit:  # refit on the explicit layers, then keep the same function as plain convs
@@ -174,17 +179,18 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
     if macs_ratio is not None:
         report.attrs["macs_ratio_gap"] = gap
     report.attrs["calibration_samples"] = 0 if images is None else int(images.shape[0])
+    report.attrs["calibration_fisher"] = fisher
     return converted, report
 
 
-def check_refit_rounds(rounds: int, refitting: bool = True) -> int:
-    """``rounds`` if it is a non-negative int (and 0 unless the conversion refits), else one ValueError."""
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0:
-        raise ValueError(f"refit_rounds must be a non-negative integer (0: pointwise refit only), got {rounds!r}")
-    if rounds and not refitting:
-        raise ValueError("refit_rounds > 0 needs a calibration set and refit=True (it refits both GDWS stages on "
-                         "calibration data); pass calibration= or set refit_rounds=0")
-    return rounds
+def _fisher_applies(model: nn.Module, example_input: Tensor, traces: dict, names: list[str]) -> bool:
+    """Whether the Fisher weighting can run: ``model`` maps example_input to logits [N, K >= 2] (it samples labels
+    from their softmax) and each layer in ``names`` runs once per forward (one output gradient per layer)."""
+    if any(len(traces[n].output_hws) != 1 for n in names):
+        return False
+    with eval_mode(model), torch.no_grad():
+        out = model(example_input)
+    return isinstance(out, Tensor) and out.dim() == 2 and out.shape[1] >= 2
 
 
 def _built(model: nn.Module, decs: dict, gs: dict[str, Tensor | None]) -> nn.Module:

@@ -9,12 +9,15 @@ where z is computed on the CONVERTED network's input to the layer (so each refit
 layers before it) and y is the ORIGINAL conv's output on the ORIGINAL network's input. Z^T Z and Z^T Y (with a
 column of ones for the bias) are accumulated in float64 over batches, so memory is one batch's activations of
 one layer plus (G+1)^2 + (G+1) M numbers; the normal equations are solved with a ridge scaled to the trace.
-Cost: each layer needs one pass of the calibration set through both networks up to that layer (the passes
-stop at the layer), i.e. about as many full forward passes as there are converted layers.
+Cost: the sequential path (gdws.core.sequential) feeds each layer the cached activations of both networks,
+so the refit of a whole network costs about one forward pass of each; the layer-by-layer path here (the
+fallback for forwards that cannot be cut into pieces) runs the calibration set through both networks up to
+each layer (the passes stop at the layer), about as many full forward passes as there are converted layers.
 A solution is kept only when it lowers the layer's calibration error, so a refit never makes a layer worse.
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -89,36 +92,65 @@ def _solve(gram: Tensor, cross: Tensor, ridge: float) -> Tensor:
     return torch.linalg.lstsq(gram, cross).solution
 
 
+class PointwiseSystem:
+    """Z^T Z, Z^T Y and ||Y||^2 of one GDWS layer's pointwise refit, accumulated in float64 over batches."""
+
+    def __init__(self, layer: GDWSConv2d) -> None:
+        if not isinstance(layer, GDWSConv2d):
+            raise ValueError(f"expected a GDWSConv2d in the converted model, got {type(layer).__name__}")
+        self.layer = layer
+        g_total = layer.num_intermediate
+        self.gram = torch.zeros(g_total + 1, g_total + 1, dtype=torch.float64)
+        self.cross = torch.zeros(g_total + 1, layer.out_channels, dtype=torch.float64)
+        self.target_sq = 0.0
+
+    def add(self, x: Tensor, y: Tensor) -> None:
+        """One batch: ``x`` the layer's input in the converted network, ``y`` the original conv's output."""
+        layer, y = self.layer, _rows(y)
+        if layer.depthwise is not None:
+            z = _rows(layer.depthwise(x.index_select(1, layer.index)))
+            z = torch.cat([z, torch.ones(z.shape[0], 1, dtype=z.dtype, device=z.device)], 1)
+        else:  # G = 0: only the bias can be fitted
+            z = torch.ones(y.shape[0], 1, dtype=y.dtype, device=y.device)
+        self.gram += (z.T @ z).cpu()
+        self.cross += (z.T @ y).cpu()
+        self.target_sq += float(y.square().sum())
+
+    def solve(self, ridge: float) -> RefitStats:
+        """Write the least-squares pointwise stage into the layer where it lowers the error; the errors."""
+        layer, target_sq = self.layer, self.target_sq
+        current = _current(layer)
+        solution = _solve(self.gram, self.cross, ridge)
+        before = sq_error(current, self.gram, self.cross, target_sq)
+        after = sq_error(solution, self.gram, self.cross, target_sq)
+        applied = bool(torch.isfinite(solution).all()) and after < before
+        if applied:
+            _assign(layer, solution)
+        norm = max(target_sq, torch.finfo(torch.float64).tiny)
+        return RefitStats(max(before, 0.0) / norm, max(after if applied else before, 0.0) / norm, applied)
+
+
+def layer_pairs(original: nn.Module, converted: nn.Module, name: str, images: Tensor,
+                batch_size: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """Per batch, (input of layer ``name`` in ``converted``, output of conv ``name`` in ``original``): each from a
+    forward pass that stops at the layer (the layer-by-layer path: one partial pass per network and layer)."""
+    layer, conv = converted.get_submodule(name), original.get_submodule(name)
+    with torch.no_grad(), eval_mode(original), eval_mode(converted):
+        for x in batches(images, converted, batch_size):
+            yield input_at(converted, layer, x), output_at(original, conv, x)
+
+
 def refit_layer(original: nn.Module, converted: nn.Module, name: str, images: Tensor, batch_size: int = 64,
                 ridge: float = 1e-6) -> RefitStats:
     """Refit the pointwise stage and bias of the GDWSConv2d ``name`` of ``converted`` (see the module docstring)."""
     layer = converted.get_submodule(name)
-    conv = original.get_submodule(name)
     if not isinstance(layer, GDWSConv2d):
         raise ValueError(f"'{name}' is not a GDWSConv2d in the converted model")
-    g_total, m = layer.num_intermediate, layer.out_channels
-    gram = torch.zeros(g_total + 1, g_total + 1, dtype=torch.float64)
-    cross = torch.zeros(g_total + 1, m, dtype=torch.float64)
-    target_sq = 0.0
-    with torch.no_grad(), eval_mode(original), eval_mode(converted):
-        for x in batches(images, converted, batch_size):
-            y = _rows(output_at(original, conv, x))
-            if layer.depthwise is not None:
-                z = _rows(output_at(converted, layer.depthwise, x))
-                z = torch.cat([z, torch.ones(z.shape[0], 1, dtype=z.dtype, device=z.device)], 1)
-            else:  # G = 0: only the bias can be fitted
-                z = torch.ones(y.shape[0], 1, dtype=y.dtype, device=y.device)
-            gram += (z.T @ z).cpu()
-            cross += (z.T @ y).cpu()
-            target_sq += float(y.square().sum())
-    current = _current(layer)
-    solution = _solve(gram, cross, ridge)
-    before, after = sq_error(current, gram, cross, target_sq), sq_error(solution, gram, cross, target_sq)
-    applied = bool(torch.isfinite(solution).all()) and after < before
-    if applied:
-        _assign(layer, solution)
-    norm = max(target_sq, torch.finfo(torch.float64).tiny)
-    return RefitStats(max(before, 0.0) / norm, max(after if applied else before, 0.0) / norm, applied)
+    system = PointwiseSystem(layer)
+    with torch.no_grad():
+        for x, y in layer_pairs(original, converted, name, images, batch_size):
+            system.add(x, y)
+        return system.solve(ridge)
 
 
 def _current(layer: GDWSConv2d) -> Tensor:

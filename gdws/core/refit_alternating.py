@@ -30,30 +30,43 @@ import torch
 from torch import Tensor, nn
 
 from .alphas import unfold_input
-from .calibration import batches
-from .discovery import eval_mode
 from .layer import GDWSConv2d
-from .refit import RefitStats, _assign, _current, _rows, _solve, input_at, output_at, refit_layer, sq_error
+from .refit import RefitStats, _assign, _current, _rows, _solve, layer_pairs, refit_layer, sq_error
+
+
+class PatchSystem:
+    """(U, V, sum ||y||^2) of one GDWS layer (see the module docstring), accumulated in float64 over batches."""
+
+    def __init__(self, layer: GDWSConv2d) -> None:
+        self.layer = layer
+        ckk = layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
+        self.u = torch.zeros(ckk + 1, ckk + 1, dtype=torch.float64)
+        self.v = torch.zeros(layer.out_channels, ckk + 1, dtype=torch.float64)
+        self.target_sq = 0.0
+
+    def add(self, x: Tensor, y: Tensor) -> None:
+        """One batch: ``x`` the layer's input in the converted network, ``y`` the original conv's output."""
+        y = _rows(y)
+        q = unfold_input(self.layer, x)  # [N, CKK, P]: the patches the layer reads
+        q = q.transpose(1, 2).reshape(-1, self.u.shape[0] - 1).to(torch.float64)
+        q = torch.cat([q, torch.ones(q.shape[0], 1, dtype=q.dtype, device=q.device)], 1)
+        self.u += (q.T @ q).cpu()
+        self.v += (y.T @ q).cpu()
+        self.target_sq += float(y.square().sum())
+
+    def solve(self, rounds: int, ridge: float) -> RefitStats:
+        """Pointwise refit, then ``rounds`` rounds of (depthwise step, pointwise step); the best step is kept."""
+        return _alternate(self.layer, self.u, self.v, self.target_sq, rounds, ridge)
 
 
 def patch_moments(original: nn.Module, converted: nn.Module, name: str, images: Tensor,
                   batch_size: int = 64) -> tuple[Tensor, Tensor, float]:
     """(U, V, sum ||y||^2) of GDWS layer ``name`` (see the module docstring), streamed over ``images``."""
-    layer, conv = converted.get_submodule(name), original.get_submodule(name)
-    ckk = layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
-    u = torch.zeros(ckk + 1, ckk + 1, dtype=torch.float64)
-    v = torch.zeros(layer.out_channels, ckk + 1, dtype=torch.float64)
-    target_sq = 0.0
-    with torch.no_grad(), eval_mode(original), eval_mode(converted):
-        for x in batches(images, converted, batch_size):
-            y = _rows(output_at(original, conv, x))
-            q = unfold_input(layer, input_at(converted, layer, x))  # [N, CKK, P]: the patches the layer reads
-            q = q.transpose(1, 2).reshape(-1, ckk).to(torch.float64)
-            q = torch.cat([q, torch.ones(q.shape[0], 1, dtype=q.dtype, device=q.device)], 1)
-            u += (q.T @ q).cpu()
-            v += (y.T @ q).cpu()
-            target_sq += float(y.square().sum())
-    return u, v, target_sq
+    system = PatchSystem(converted.get_submodule(name))
+    with torch.no_grad():
+        for x, y in layer_pairs(original, converted, name, images, batch_size):
+            system.add(x, y)
+    return system.u, system.v, system.target_sq
 
 
 def _stage_map(depthwise: Tensor, index: Tensor, in_channels: int) -> Tensor:
@@ -133,6 +146,11 @@ def refit_layer_alternating(original: nn.Module, converted: nn.Module, name: str
     if layer.depthwise is None:
         return refit_layer(original, converted, name, images, batch_size, ridge)
     u, v, target_sq = patch_moments(original, converted, name, images, batch_size)
+    return _alternate(layer, u, v, target_sq, rounds, ridge)
+
+
+def _alternate(layer: GDWSConv2d, u: Tensor, v: Tensor, target_sq: float, rounds: int, ridge: float) -> RefitStats:
+    """The alternating refit of ``layer`` from its patch moments (refit_layer_alternating's solve)."""
     kk = layer.kernel_size[0] * layer.kernel_size[1]
     index = layer.index.cpu()
     depthwise = layer.depthwise.weight.detach().reshape(-1, kk).to(torch.float64).cpu()
