@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,6 +53,7 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow  # two processes all-reducing over gloo (~20 s); the sharding itself in-process: test_data.py
 def test_ddp_two_processes_on_cpu(tmp_path):
     script = tmp_path / "ddp_run.py"
     script.write_text(SCRIPT)

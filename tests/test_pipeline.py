@@ -10,11 +10,15 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import yaml
+from filelock import FileLock
+
+from gdws.errors import CannotRun, MissingInput
 
 REPO = Path(__file__).resolve().parents[1]
 # Lightning's start-up noise that must not reach a user's console (gdws.train.quiet).
@@ -113,6 +117,7 @@ def test_a_typed_beta_sweep_replaces_the_experiments_budget_and_saves_what_ran(s
     assert summary[2].startswith("job 1 (gdws.beta=20.0): ") and len(summary) == 3
 
 
+@pytest.mark.slow  # a process killed mid-training; resuming from last.ckpt in-process: test_train.py
 def test_interrupted_training_resumes_through_run_py_without_warnings(tmp_path):
     overrides = ("data=synthetic", "stage=train")  # 2 epochs of 4 steps: killed after the first
     proc = subprocess.Popen(_command(*overrides), cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.DEVNULL,
@@ -135,6 +140,7 @@ def test_interrupted_training_resumes_through_run_py_without_warnings(tmp_path):
     assert sum(line.startswith("0,") for line in spectra) == len({line.split(",")[1] for line in spectra[1:]})
 
 
+@pytest.mark.slow  # two processes; one job waiting on the lock in-process: test_a_job_waits_for_a_training_...
 def test_two_jobs_racing_for_one_training_train_it_once(tmp_path):
     cmd = _command("data=synthetic", "gdws=none", "attack=none", "metrics.fps=false")
     procs = [subprocess.Popen(cmd, cwd=tmp_path, env=_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
@@ -192,9 +198,34 @@ def test_autoattack_runs_in_the_pipeline(run_smoke):
     assert 0 <= row["A_rob"] <= row["A_nat"] <= 100 and row["method"] == "dense"
 
 
+def test_a_job_waits_for_a_training_in_progress_and_reuses_it(run_smoke, smoke_project):
+    # in-process half of test_two_jobs_racing_for_one_training_train_it_once: the other job is a thread holding the
+    # folder's training lock while its training "runs", and finishing it a second later
+    (ckpt_dir,) = (smoke_project / "checkpoints").glob("*")
+    done = ckpt_dir / "done.json"
+    record = done.read_text()
+    done.unlink()
+    holding = threading.Event()
+
+    def other_job() -> None:
+        with FileLock(str(ckpt_dir / ".train.lock")):
+            holding.set()
+            time.sleep(1.0)
+            done.write_text(record)
+
+    other = threading.Thread(target=other_job)
+    other.start()
+    holding.wait(30)
+    start = time.monotonic()
+    row = run_smoke("gdws=none", "attack=none", "metrics.fps=false", "logger=none")
+    other.join()
+    assert time.monotonic() - start >= 0.5  # it waited for the lock
+    assert row["train_s"] == 0 and (smoke_project / row["checkpoint"]).parent == ckpt_dir  # then reused, no training
+
+
 def test_a_missing_data_folder_is_a_clear_error_and_no_row(run_smoke, smoke_project):
     missing = smoke_project / "no_such_folder"
-    with pytest.raises(FileNotFoundError, match=f"{re.escape(str(missing))}.*data.root"):
+    with pytest.raises(MissingInput, match=f"{re.escape(str(missing))}.*data.root"):  # a refusal: no traceback
         run_smoke("data=cifar10", f"data.root={missing}")
     assert not (smoke_project / "outputs" / "runs.csv").exists()
 
@@ -202,7 +233,7 @@ def test_a_missing_data_folder_is_a_clear_error_and_no_row(run_smoke, smoke_proj
 def test_a_corrupt_checkpoint_is_a_clear_error_and_no_row(run_smoke, smoke_project):
     bad = smoke_project / "broken.ckpt"
     bad.write_bytes(b"\x80\x04 this is not a checkpoint")
-    with pytest.raises(RuntimeError, match=f"{re.escape(str(bad))} is not a (readable )?PyTorch checkpoint"):
+    with pytest.raises(CannotRun, match=f"{re.escape(str(bad))} is not a (readable )?PyTorch checkpoint"):
         run_smoke(f"weights.path={bad}")
     assert not (smoke_project / "outputs" / "runs.csv").exists()
 
