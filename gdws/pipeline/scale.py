@@ -8,6 +8,7 @@ whose labels already say that they are shrunk.
 """
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
@@ -25,12 +26,24 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def paper_reference(choices: dict[str, str]) -> DictConfig:
-    """The config at paper scale, with no experiment and nothing typed, for the config group ``choices``."""
-    overrides = [f"{group}={option}" for group, option in choices.items()] + ["scale=paper"]
-    if GlobalHydra.instance().is_initialized():  # inside run.py (or a test's compose context): its search path
-        return compose("config", overrides=overrides)
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose("config", overrides=overrides)
+    """The config at paper scale, with no experiment and nothing typed, for the config group ``choices``.
+
+    Composed once per process for each set of choices (a compose takes a fraction of a second, and a sweep or a
+    table's rows validate the same choices again and again); read-only, since it is shared.
+    """
+    return _reference(tuple(sorted(choices.items())), GlobalHydra.instance().is_initialized())
+
+
+@functools.lru_cache(maxsize=64)
+def _reference(choices: tuple[tuple[str, str], ...], in_hydra: bool) -> DictConfig:
+    overrides = [f"{group}={option}" for group, option in choices] + ["scale=paper"]
+    if in_hydra:  # inside run.py (or a test's compose context): its search path
+        cfg = compose("config", overrides=overrides)
+    else:
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("config", overrides=overrides)
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
 
 
 def shrunk_settings(cfg: DictConfig, reference: DictConfig) -> dict[str, tuple[object, object]]:

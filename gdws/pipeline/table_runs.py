@@ -13,6 +13,7 @@ the user types that group), and ``scale_rows``, the only rows that exist at that
 from __future__ import annotations
 
 import csv
+import functools
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -41,11 +42,19 @@ def parse_rows(spec: str) -> list[int]:
 
 
 def _compose(table: str, overrides: Sequence[str]) -> DictConfig:
-    """The config of ``experiment=table_<table>`` with ``overrides`` (no Hydra job: interpolations unresolved)."""
+    """The config of ``experiment=table_<table>`` with ``overrides`` (no Hydra job: interpolations unresolved),
+    composed once per process for each (read-only: shared by the callers)."""
     if table not in TABLES:
         raise ValueError(f"unknown table {table!r}; one of {', '.join(TABLES)}")
+    return _composed(table, tuple(overrides))
+
+
+@functools.lru_cache(maxsize=256)
+def _composed(table: str, overrides: tuple[str, ...]) -> DictConfig:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("config", overrides=[f"experiment=table_{table}", *overrides])
+        cfg = compose("config", overrides=[f"experiment=table_{table}", *overrides])
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
 
 
 def _group(override: str) -> str:
