@@ -13,6 +13,8 @@ import sys
 
 import torch
 
+from gdws.cli.calibration import add_calibration_arguments, calibration_from_args
+
 
 def _normalize(value: str) -> str | None:
     return None if value.lower() == "none" else value
@@ -44,6 +46,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--normalize", type=_normalize, default="cifar10", help="cifar10 | svhn | none (default cifar10)")
     c.add_argument("--alphas", help="per-channel error weights saved with gdws.core.save_alphas")
     c.add_argument("-o", "--output", required=True, help="output file for the converted model")
+    add_calibration_arguments(c)
     e = sub.add_parser("export", help="rebuild a converted model, optimise it and export to ONNX or OpenVINO")
     e.add_argument("converted", help="file written by `gdws convert`")
     target = e.add_mutually_exclusive_group(required=True)
@@ -72,9 +75,12 @@ def _convert(args: argparse.Namespace) -> dict:
     if args.speedup is not None:
         timing = dict(example_input=torch.rand(args.batch_size, 3, 32, 32), device=args.device,
                       latency_cache=args.latency_cache, latency_time=args.latency_time)
-    converted, report = convert(model.eval(), alphas=alphas, **budget, **timing)
+    calibration = calibration_from_args(args)
+    converted, report = convert(model.eval(), alphas=alphas, **budget, **timing, **calibration)
     meta = {"model": args.model, "width": args.width, "num_classes": args.num_classes, "normalize": args.normalize,
             **budget, "alphas": str(args.alphas) if args.alphas else None, "checkpoint": str(args.checkpoint),
+            "calibration": args.calibration, "calibration_settings": calibration and calibration[
+                "calibration_settings"].as_dict(),
             "macs_before": int(report.attrs["macs_total_before"]), "macs_after": int(report.attrs["macs_total_after"])}
     out = save_converted_file(converted.cpu(), meta, args.output)
     summary = {"output": str(out), "layers_converted": int(report["converted"].sum()),

@@ -29,11 +29,11 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor, fx, nn
-from tqdm.auto import tqdm
 
 from .calibration import batches
 from .discovery import eval_mode, model_device_dtype
 from .layer import GDWSConv2d
+from .progress import Progress
 from .refit import PointwiseSystem, RefitStats, refit_layer
 from .refit_alternating import JOINT_LIMIT, PatchSystem, refit_layer_alternating
 from .settings import GIB, CalibrationSettings
@@ -210,7 +210,7 @@ def _system(layer: GDWSConv2d, rounds: int) -> PointwiseSystem | PatchSystem:
 
 
 def refit_sequential(model: nn.Module, converted: nn.Module, pieces: list[Piece], images: Tensor,
-                     settings: CalibrationSettings, bar: tqdm) -> dict[str, RefitStats]:
+                     settings: CalibrationSettings, bar: Progress) -> dict[str, RefitStats]:
     """Refit every converted layer that has a piece of its own, in forward order (see the module docstring)."""
     batch = chunk_size(pieces, converted, images.shape[0], settings)
     stats = {}
@@ -220,7 +220,7 @@ def refit_sequential(model: nn.Module, converted: nn.Module, pieces: list[Piece]
         for piece in pieces:
             original = _run(piece.original, original)
             if piece.layer is not None:
-                bar.set_postfix_str(piece.layer)
+                bar.set_note(piece.layer)
                 system = _system(converted.get_submodule(piece.layer), settings.refit_rounds)
                 for inputs, outputs in zip(current, original):
                     system.add(inputs[piece.conv_input], outputs[piece.conv_output])
@@ -243,12 +243,12 @@ def refit_network(model: nn.Module, converted: nn.Module, order: list[str], imag
             raise ValueError("sequential=True but the model's forward cannot be cut into pieces around every "
                              "converted conv (torch.fx could not trace it, a conv runs more than once, or the "
                              "pieces do not reproduce model(x)); pass sequential=None to fall back")
-    with tqdm(total=len(order), desc="GDWS refit", unit="layer", disable=not settings.progress) as bar:
+    with Progress(len(order), "GDWS refit, layer", settings.progress) as bar:
         if pieces is not None:
             return refit_sequential(model, converted, pieces, images, settings, bar), True
         stats = {}
         for name in order:
-            bar.set_postfix_str(name)
+            bar.set_note(name)
             stats[name] = (refit_layer_alternating(model, converted, name, images, settings.refit_rounds,
                                                    settings.batch_size, settings.ridge) if settings.refit_rounds
                            else refit_layer(model, converted, name, images, settings.batch_size, settings.ridge))

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from gdws.core.alphas import pgd_attack
-from gdws.core.convert import check_refit_rounds
+from gdws.core.settings import CalibrationSettings, check_refit_rounds
 from gdws.pipeline.context import settings_key, to_plain
 from gdws.utils import weights_fingerprint
 
@@ -36,11 +36,9 @@ def check_calibration(g: DictConfig | dict) -> None:
     mode = str(g.get("calibration", "none")).lower() if g.get("calibration") is not None else "none"
     if mode not in MODES:
         raise ValueError(f"gdws.calibration must be one of {', '.join(MODES)}, got {g.get('calibration')!r}")
-    for key in ("whiten", "refit", "fisher"):
-        if not isinstance(g.get(key, True), bool):
-            raise ValueError(f"gdws.{key} must be true or false, got {g.get(key)!r}")
-    # refit_rounds > 0 without a calibration set or with refit=false would silently not run: refused
-    check_refit_rounds(g.get("refit_rounds", 0), refitting=mode != "none" and bool(g.get("refit", True)))
+    settings = calibration_settings(g)  # every data-aware option (whiten, refit, fisher, ...), checked there
+    # refit_rounds > 0 without a calibration set would silently not run: refused
+    check_refit_rounds(settings.refit_rounds, refitting=mode != "none" and settings.refit)
     if mode == "none":
         return
     n = g.get("calibration_samples")
@@ -54,6 +52,11 @@ def check_calibration(g: DictConfig | dict) -> None:
         steps = attack.get("steps")
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
             raise ValueError(f"gdws.calibration_attack.steps must be an int >= 1, got {steps!r}")
+
+
+def calibration_settings(g: DictConfig | dict) -> CalibrationSettings:
+    """The ``gdws`` config's data-aware options (the keys named as CalibrationSettings' fields), checked."""
+    return CalibrationSettings.from_config(g, prefix="gdws.")
 
 
 def calibration_mode(g: DictConfig) -> str:

@@ -15,7 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from gdws.pipeline.calibration import calibration_mode, calibration_set
+from gdws.pipeline.calibration import calibration_mode, calibration_set, calibration_settings
 from gdws.pipeline.context import settings_key, to_plain
 from gdws.utils import weights_fingerprint
 
@@ -104,12 +104,12 @@ def apply_gdws(cfg: DictConfig, model: nn.Module, datamodule, device: torch.devi
     start = time.perf_counter()
     calibration = calibration_set(cfg, model, datamodule)
     calibration_s = time.perf_counter() - start
+    settings = calibration_settings(g)
     start = time.perf_counter()
     converted, report = convert(
         model, alphas=alphas, input_size=tuple(cfg.metrics.input_size), include=to_plain(g.include),
         exclude=to_plain(g.exclude), skip_first=bool(g.skip_first), implicit=bool(g.implicit),
-        force=bool(g.force), calibration=calibration, whiten=bool(g.whiten), refit=bool(g.refit),
-        fisher=bool(g.fisher), refit_rounds=int(g.refit_rounds), **budget,
+        force=bool(g.force), calibration=calibration, calibration_settings=settings, **budget,
     )
     convert_s = time.perf_counter() - start
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -126,10 +126,11 @@ def apply_gdws(cfg: DictConfig, model: nn.Module, datamodule, device: torch.devi
         # data-aware conversion (gdws.core.calibration): what the calibration set was and what used it
         "gdws_calibration": calibration_mode(g),
         "gdws_calibration_samples": None if calibration is None else int(calibration.shape[0]),
-        "gdws_whiten": None if calibration is None else bool(g.whiten),
-        "gdws_refit": None if calibration is None else bool(g.refit),
-        "gdws_fisher": None if calibration is None else bool(g.fisher),
-        "gdws_refit_rounds": None if calibration is None else int(g.refit_rounds),
+        "gdws_whiten": None if calibration is None else settings.whiten,
+        "gdws_refit": None if calibration is None else settings.refit,
+        # resolved: fisher=null turns it on wherever it applies (gdws.core.settings)
+        "gdws_fisher": None if calibration is None else bool(report.attrs.get("calibration_fisher")),
+        "gdws_refit_rounds": None if calibration is None else settings.refit_rounds,
         "alphas_s": round(alphas_s, 3),
         "calibration_s": round(calibration_s, 3),
         "convert_s": round(convert_s, 3),
