@@ -69,7 +69,7 @@ def test_attack_autoattack_config_reaches_the_optimum_on_a_linear_model(one_thre
     cfg = _attack_cfg("autoattack", f"attack.eps={EPS}")
     assert cfg.n_classes == 10 and cfg.seed == 0
     model, x, y, clean_ok, robust_ok = _linear_problem(n=48, seed=1, classes=10)
-    out = evaluate(model, _loader(x, y, batch_size=16), cfg, progress=False)
+    out = evaluate(model, _loader(x, y, batch_size=48), cfg, progress=False)  # one batch: each attack runs once
     assert out["n_eval"] == 48 and out["A_nat"] == pytest.approx(100 * clean_ok.float().mean().item())
     assert out["A_rob"] == pytest.approx(100 * robust_ok.float().mean().item())
     assert out["A_rob"] < out["A_nat"]
