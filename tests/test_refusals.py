@@ -1,8 +1,11 @@
 """A refused run ends with its message alone; a bug keeps its traceback (gdws.errors, run.py).
 
 Each refusal runs as ``python run.py ...`` in its own process, as a user would meet it: the process boundary is
-the point (what reaches stderr, the exit code). The processes start together (one module fixture), so the
-suite waits for the slowest, not for their sum; the validation refusals come before Lightning is imported.
+the point (what reaches stderr, the exit code). The processes of a group start together (one module fixture), so
+the suite waits for the slowest, not for their sum. The default group is the validation refusals, which come
+before Lightning is imported (a few seconds each), and the training-time guard, which fires inside Lightning's
+fit loop; the missing-data refusal and a bug import Lightning too and are slow tests (in-process: test_pipeline's
+missing data folder, and refusal_in below).
 """
 from __future__ import annotations
 
@@ -18,33 +21,34 @@ from gdws.errors import BadValue, CannotRun, MissingInput, Refusal, as_refusal, 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ("experiment=smoke", "progress=false", "trainer.enable_progress_bar=false", "logger=none")
 
-#: name -> (overrides, extra environment, what stderr must hold, whether it is a refusal)
-CASES = {
-    "bad value": (("gdws.beta=-1",), {}, "gdws.beta=-1: beta must be a finite number >= 0", True),
+#: name -> (overrides, extra environment, what stderr must hold)
+REFUSALS = {
+    "bad value": (("gdws.beta=-1",), {}, "gdws.beta=-1: beta must be a finite number >= 0"),
     "shrunk run labelled paper": (("model.width=0.5",), {},
-                                  "this run is labelled scale=paper but is shrunk: model.width=0.5", True),
-    "missing weights": (("weights.path={tmp}/no_such.pt",), {}, "weights.path={tmp}/no_such.pt is not a file", True),
-    "missing data": ((*SMOKE, "data=cifar10", "data.root={tmp}/empty"), {}, "CIFAR-10 is missing", True),
+                                  "this run is labelled scale=paper but is shrunk: model.width=0.5"),
+    "missing weights": (("weights.path={tmp}/no_such.pt",), {}, "weights.path={tmp}/no_such.pt is not a file"),
     # a 1/8-width network and a hundred million epochs: the estimate after three steps is years
     "training too long": ((*SMOKE, "data=synthetic", "train.epochs=100000000"), {},
-                          "training this network on the CPU would take about", True),
+                          "training this network on the CPU would take about"),
+}
+FULL_ERROR = (("gdws.beta=-1",), {"HYDRA_FULL_ERROR": "1"}, "gdws.errors.BadValue: gdws.beta=-1")
+SLOW = {
+    "missing data": ((*SMOKE, "data=cifar10", "data.root={tmp}/empty"), {}, "CIFAR-10 is missing"),
     # an argument the model does not take: a TypeError inside Hydra's instantiate, not a check of ours
-    "a bug": ((*SMOKE, "data=synthetic", "+model.no_such_argument=1"), {}, "no_such_argument", False),
-    "a refusal in full": (("gdws.beta=-1",), {"HYDRA_FULL_ERROR": "1"}, "gdws.errors.BadValue: gdws.beta=-1", False),
+    "a bug": ((*SMOKE, "data=synthetic", "+model.no_such_argument=1"), {}, "no_such_argument"),
 }
 
 
-@pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.CompletedProcess]:
-    """Every case of CASES run at once, each in its own project folder; name -> finished process."""
-    tmp = tmp_path_factory.mktemp("refusals")
-    (tmp / "empty").mkdir()
+def run_all(cases: dict[str, tuple], tmp: Path) -> dict[str, subprocess.CompletedProcess]:
+    """Start every case's ``python run.py device=cpu OVERRIDES`` at once, each in its own project folder under
+    ``tmp`` ({tmp} in an override is ``tmp``); name -> finished process."""
+    (tmp / "empty").mkdir(exist_ok=True)
     procs = {}
-    for name, (overrides, extra, _, _) in CASES.items():
+    for name, (overrides, extra, _) in cases.items():
         root = tmp / name.replace(" ", "_")
         root.mkdir()
-        env = {**os.environ, "PROJECT_ROOT": str(root), "OMP_NUM_THREADS": "1", **extra}
-        env.pop("HYDRA_FULL_ERROR", None) if not extra else None
+        env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+        env.update(PROJECT_ROOT=str(root), OMP_NUM_THREADS="1", **extra)
         argv = [sys.executable, str(REPO / "run.py"), "device=cpu", *(o.format(tmp=tmp) for o in overrides)]
         procs[name] = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                        text=True)
@@ -55,33 +59,56 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subprocess.C
     return done
 
 
-@pytest.mark.parametrize("name", [n for n, case in CASES.items() if case[3]])
-def test_a_refusal_prints_its_message_alone_and_fails(name, outcomes, tmp_path_factory):
-    proc = outcomes[name]
-    expected = CASES[name][2].format(tmp=tmp_path_factory.getbasetemp() / "refusals0")
+@pytest.fixture(scope="module")
+def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("refusals")
+
+
+@pytest.fixture(scope="module")
+def outcomes(tmp: Path) -> dict[str, subprocess.CompletedProcess]:
+    return run_all({**REFUSALS, "a refusal in full": FULL_ERROR}, tmp)
+
+
+@pytest.fixture(scope="module")
+def slow_outcomes(tmp: Path) -> dict[str, subprocess.CompletedProcess]:
+    return run_all(SLOW, tmp)
+
+
+def _refused_alone(proc: subprocess.CompletedProcess, message: str) -> None:
     assert proc.returncode == 1, proc.stderr[-3000:]
-    assert expected in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert message in proc.stderr and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert "Error executing job" not in proc.stderr  # nor Hydra's line about the job
 
 
+@pytest.mark.parametrize("name", REFUSALS)
+def test_a_refusal_prints_its_message_alone_and_fails(name, outcomes, tmp):
+    _refused_alone(outcomes[name], REFUSALS[name][2].format(tmp=tmp))
+
+
 def test_the_training_time_refusal_names_the_ways_forward(outcomes):
-    err = outcomes["training too long"].stderr
+    proc = outcomes["training too long"]
     for way in ("weights.path=FILE", "model=robustbench", "scale=cpu", "device=cuda", "train.allow_long=true",
                 "train.amp=true"):
-        assert way in err
-    assert "training time estimate:" in outcomes["training too long"].stdout  # it did train its first steps
-
-
-def test_a_bug_keeps_its_traceback(outcomes):
-    proc = outcomes["a bug"]
-    assert proc.returncode == 1 and CASES["a bug"][2] in proc.stderr
-    assert "Traceback" in proc.stderr or "Set the environment variable HYDRA_FULL_ERROR=1" in proc.stderr
+        assert way in proc.stderr
+    assert "training time estimate:" in proc.stdout  # it trained its first steps: raised inside the fit loop
 
 
 def test_hydra_full_error_shows_a_refusals_traceback(outcomes):
     proc = outcomes["a refusal in full"]
-    assert proc.returncode == 1 and "Traceback" in proc.stderr and CASES["a refusal in full"][2] in proc.stderr
+    assert proc.returncode == 1 and "Traceback" in proc.stderr and FULL_ERROR[2] in proc.stderr
     assert "validate.py" in proc.stderr  # down to the check that raised it
+
+
+@pytest.mark.slow
+def test_missing_data_is_refused_alone(slow_outcomes, tmp):
+    _refused_alone(slow_outcomes["missing data"], SLOW["missing data"][2])
+
+
+@pytest.mark.slow
+def test_a_bug_keeps_its_traceback(slow_outcomes):
+    proc = slow_outcomes["a bug"]
+    assert proc.returncode == 1 and SLOW["a bug"][2] in proc.stderr
+    assert "Traceback" in proc.stderr or "Set the environment variable HYDRA_FULL_ERROR=1" in proc.stderr
 
 
 # ---------------------------------------------------------------- the mechanism, in-process
