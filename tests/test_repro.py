@@ -286,3 +286,17 @@ def test_dry_run_returns_every_file_in_under_three_minutes(tmp_path, cifar10_roo
 
     load_checkpoint(create_model("vgg16", width=0.125), tmp_path / "joined" / "vgg16_fp16.pt")
     assert took < 180, f"the dry run took {took:.0f} s"
+
+
+def test_the_readmes_gpu_times_are_the_cost_models():
+    # README "On a GPU" quotes repro.table_costs: a change of the model or of a table shows up here
+    from repro.table_costs import TABLES, network_minutes
+
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("## On a GPU"):readme.index("## Layout")]
+    for table, works in TABLES.items():
+        hours = sum(sum(network_minutes(w).values()) for w in works) / 60
+        assert f"{table} {hours:.1f} h" in section, table
+    trains = {w.network: round(network_minutes(w)["train"]) for works in TABLES.values() for w in works}
+    for network, row in (("vgg16", "| VGG-16 | admm 1-5, lightweight 2 |"), ("wrn28_4", "| WRN-28-4 | robnet 4, 5 |")):
+        assert f"{row} {trains[network]} |" in section, network
