@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities.rank_zero import rank_zero_only
 from torch import nn
 
+from gdws.errors import as_refusal
 from gdws.eval import build_attack, evaluate
 from gdws.fast.runtimes import check_runtime
 from gdws.metrics import count_macs, measure_speed, size_mb
@@ -43,7 +44,10 @@ def run(cfg: DictConfig) -> dict:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     device = resolve_device(str(cfg.device))
     if cfg.metrics.fps:  # the FPS runtime: known, installed (an optional extra) and able to run on the device
-        check_runtime(str(cfg.metrics.runtime), device)
+        try:
+            check_runtime(str(cfg.metrics.runtime), device)
+        except ValueError as err:  # the user's setting: a refusal (run.py prints it alone)
+            raise as_refusal(err) from err
     out_dir = Path(cfg.paths.output_dir)
     logger = build_logger(cfg.get("logger"))
     failed = True
