@@ -256,3 +256,15 @@ def test_fisher_weighted_conversion_runs_on_a_resnet_and_touches_no_gradient() -
     assert report.attrs["macs_total_before"] / report.attrs["macs_total_after"] >= 2.0
     assert all(p.grad is None for p in model.parameters())
     assert all(torch.isfinite(t).all() for t in converted.state_dict().values() if t.is_floating_point())
+
+
+def test_the_one_pass_statistics_equal_the_two_passes() -> None:
+    from gdws.core.calibration import layer_statistics, output_gradient_moments
+
+    model, x = create_model("resnet20", width=0.25).eval(), torch.rand(12, 3, 32, 32)
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)][1:]
+    moments, curvature = layer_statistics(model, names, x, 5, whiten=True, fisher=True)
+    want_moments, want_curvature = input_second_moments(model, names, x, 5), output_gradient_moments(model, names, x, 5)
+    for n in names:
+        torch.testing.assert_close(moments[n], want_moments[n], rtol=1e-12, atol=0)
+        torch.testing.assert_close(curvature[n], want_curvature[n], rtol=1e-12, atol=0)

@@ -110,6 +110,13 @@ def whitening_factors(second_moment: Tensor, ridge: float = 1e-6) -> tuple[Tenso
     return chol, active
 
 
+def _left_apply(a: Tensor, mats: Tensor, op) -> Tensor:
+    """op(a, X) for every X = mats[c] ([C, M, r]) as ONE op on [M, C*r]: a broadcast batch would copy a [M, M]
+    matrix C times (1 GB and seconds for a 512-channel layer)."""
+    c, m, r = mats.shape
+    return op(a, mats.permute(1, 0, 2).reshape(m, c * r)).reshape(m, c, r).permute(1, 0, 2)
+
+
 class Decomposition:
     """Per-input-channel SVD of a conv weight, computed once with one batched SVD.
 
@@ -152,7 +159,7 @@ class Decomposition:
                                  f"{tuple(output_moment.shape)}")
             factor, active = whitening_factors(output_moment.to(mats.device)[None], ridge)
             left_factor = factor[0]
-            mats = left_factor.T @ mats
+            mats = _left_apply(left_factor.T, mats, lambda a, b: a @ b)
             alpha = alpha * float(active[0])  # no gradient reaches this layer: its error costs nothing
         u, s, vh = torch.linalg.svd(mats, full_matrices=False)  # [C,M,r], [C,r], [C,r,kh*kw]
         # rows of V^T L^{-1}: solve X L = V^T for X
@@ -160,7 +167,8 @@ class Decomposition:
                                                                                     left=False)
         left = u * s[:, None, :]  # sigma goes into the pointwise stage (spec section 3)
         # R^{-T} U S: solve R^T X = U S for X
-        self._left = left if left_factor is None else torch.linalg.solve_triangular(left_factor.T, left, upper=True)
+        self._left = left if left_factor is None else _left_apply(
+            left_factor.T, left, lambda a, b: torch.linalg.solve_triangular(a, b, upper=True))
         self.scores = alpha[:, None] * s.cpu() ** 2
 
     @property

@@ -82,6 +82,27 @@ def channel_patch_gram(conv: nn.Conv2d, x: Tensor) -> Tensor:
     return p @ p.transpose(1, 2)
 
 
+class PatchSums:
+    """Running sums of each named conv's per-channel input patch Gram (channel_patch_gram) and position counts."""
+
+    def __init__(self, convs: dict[str, nn.Module]) -> None:
+        self.sums = {n: torch.zeros(c.in_channels, *(2 * [c.kernel_size[0] * c.kernel_size[1]]), dtype=torch.float64)
+                     for n, c in convs.items()}
+        self.counts = dict.fromkeys(convs, 0)
+
+    def add(self, name: str, conv: nn.Module, x: Tensor, out: Tensor) -> None:
+        """One call of conv ``name`` on input ``x`` (a hook's arguments)."""
+        self.sums[name] += channel_patch_gram(conv, x.detach()).cpu()
+        self.counts[name] += out.shape[0] * out.shape[-2] * out.shape[-1]
+
+    def means(self) -> dict[str, Tensor]:
+        """{conv name: S [C, k, k]}; one ValueError naming the convs that never ran."""
+        missing = [n for n, k in self.counts.items() if k == 0]
+        if missing:
+            raise ValueError(f"layers not used in the forward pass of the calibration images: {missing}")
+        return {n: self.sums[n] / self.counts[n] for n in self.sums}
+
+
 def input_second_moments(model: nn.Module, names: list[str], images: Tensor,
                          batch_size: int = 64) -> dict[str, Tensor]:
     """{conv name: S [C, k, k]}: the mean over images and output positions of each channel's patch outer product.
@@ -89,33 +110,34 @@ def input_second_moments(model: nn.Module, names: list[str], images: Tensor,
     One eval-mode, no-grad pass over ``images`` with hooks on the named convs (a conv called several times per
     forward pools every call). Memory: one batch's patches of one layer at a time, in float64.
     """
-    convs = {n: model.get_submodule(n) for n in names}
-    sums = {n: torch.zeros(c.in_channels, *(2 * [c.kernel_size[0] * c.kernel_size[1]]), dtype=torch.float64)
-            for n, c in convs.items()}
-    counts = dict.fromkeys(names, 0)
-
-    def accumulate(name: str, conv: nn.Module, x: Tensor, out: Tensor) -> None:
-        sums[name] += channel_patch_gram(conv, x).cpu()
-        counts[name] += out.shape[0] * out.shape[-2] * out.shape[-1]
-
-    with eval_mode(model), torch.no_grad(), hooks(convs, accumulate):
+    sums = PatchSums({n: model.get_submodule(n) for n in names})
+    with eval_mode(model), torch.no_grad(), hooks({n: model.get_submodule(n) for n in names}, sums.add):
         for x in batches(images, model, batch_size):
             model(x)
-    missing = [n for n, k in counts.items() if k == 0]
-    if missing:
-        raise ValueError(f"layers not used in the forward pass of the calibration images: {missing}")
-    return {n: sums[n] / counts[n] for n in names}
+    return sums.means()
+
+
+def layer_statistics(model: nn.Module, names: list[str], images: Tensor, batch_size: int, whiten: bool,
+                     fisher: bool) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """(input_second_moments if whiten, output_gradient_moments if fisher), in ONE pass when both are asked for
+    (the Fisher pass's forward also sums the input patches: the same numbers as two passes, one forward less)."""
+    if not fisher:
+        return (input_second_moments(model, names, images, batch_size) if whiten else {}), {}
+    sums = PatchSums({n: model.get_submodule(n) for n in names}) if whiten else None
+    curvature = output_gradient_moments(model, names, images, batch_size, patches=sums)
+    return (sums.means() if sums is not None else {}), curvature
 
 
 def output_gradient_moments(model: nn.Module, names: list[str], images: Tensor, batch_size: int = 64,
-                            seed: int = 0) -> dict[str, Tensor]:
+                            seed: int = 0, patches: PatchSums | None = None) -> dict[str, Tensor]:
     """{conv name: F [M, M]}: E over images of sum over output positions of g g^T, g = d loss / d (conv output).
 
     The loss is the cross-entropy of the model's logits against labels SAMPLED from its own softmax (seeded, one
     uniform draw per image, so independent of batch_size), so
     F is the output factor of the Kronecker-factored Fisher information (K-FAC), i.e. the curvature of the
     divergence from the network's own predictions; no true labels are needed. Eval mode, parameters detached
-    (nothing is written to .grad, no weight changes): forward and backward passes only.
+    (nothing is written to .grad, no weight changes): forward and backward passes only. ``patches``: also add
+    each layer's input patches to these sums (see layer_statistics).
     """
     convs = {n: model.get_submodule(n) for n in names}
     sums = {n: torch.zeros(c.out_channels, c.out_channels, dtype=torch.float64) for n, c in convs.items()}
@@ -128,6 +150,8 @@ def output_gradient_moments(model: nn.Module, names: list[str], images: Tensor, 
         # d loss / d probe = d loss / d output (a zero leaf added to the output: valid under in-place ops after it)
         if name in probes:
             raise ValueError(f"layer '{name}' runs more than once per forward; exclude it to use fisher weighting")
+        if patches is not None:
+            patches.add(name, conv, x, out)
         probes[name] = torch.zeros_like(out, requires_grad=True)
         return out + probes[name]
 

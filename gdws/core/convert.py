@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from .allocation import Decomposition, check_beta, check_max_channels, lego_g, mego_g
 from .budget import BudgetLayer, allocate_macs, check_macs_ratio
-from .calibration import calibration_images, input_second_moments, output_gradient_moments
+from .calibration import calibration_images, layer_statistics
 from .discovery import default_example_input, eval_mode, skip_reasons, trace_layers
 from .layer import GDWSConv2d
 from .sequential import refit_network
@@ -112,10 +112,9 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
     traces = trace_layers(converted, example_input)
     reasons = skip_reasons(traces, include, exclude, skip_first)
     names = [n for n, r in reasons.items() if not r]
-    moments = (input_second_moments(converted, names, images, settings.batch_size)
-               if images is not None and settings.whiten else {})
     fisher = images is not None and settings.use_fisher(_fisher_applies(converted, example_input, traces, names))
-    curvature = output_gradient_moments(converted, names, images, settings.batch_size) if fisher else {}
+    moments, curvature = (layer_statistics(converted, names, images, settings.batch_size, settings.whiten, fisher)
+                          if images is not None else ({}, {}))
     decs = {n: Decomposition(modules[n].weight.detach(), alphas.get(n), moments.get(n), settings.ridge,
                              curvature.get(n)) for n in names}
 
