@@ -100,7 +100,7 @@ def test_trades_beta_weights_the_kl_term(monkeypatch):
     # tested above; TRADES' start sits where the KL gradient is ~0, so its sign steps differ run to run).
     model = tiny_model().eval()  # eval mode: the loss's forward passes leave no BN statistics behind
     x, y = tiny_data().train_images(32, augment=False)
-    x_other = (x + EPS * torch.randn_like(x).sign()).clamp(0, 1)
+    x_other = torch.rand_like(x)  # any fixed x' far enough from x for the KL term to stand above float32 rounding
     monkeypatch.setattr(TRADESTraining, "training_attack", lambda self, view: lambda images, labels: x_other)
     losses = {}
     for beta in (0.0, 6.0, 12.0):
@@ -109,7 +109,9 @@ def test_trades_beta_weights_the_kl_term(monkeypatch):
     with torch.no_grad():
         assert losses[0.0] == pytest.approx(float(F.cross_entropy(model(x), y)))
     kl_term = losses[6.0] - losses[0.0]
-    assert kl_term > 0 and losses[12.0] - losses[0.0] == pytest.approx(2 * kl_term, rel=1e-4)
+    # each loss is a float32 near 2.3: its rounding (a few 1e-7) is what the differences can be checked to
+    rounding = 8 * torch.finfo(torch.float32).eps * max(losses.values())
+    assert kl_term > 1e-3 and losses[12.0] - losses[0.0] == pytest.approx(2 * kl_term, abs=rounding)
 
 
 def test_lr_schedule_at_fractions_of_epochs():
