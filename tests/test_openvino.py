@@ -12,6 +12,7 @@ from torch import nn
 
 import gdws
 from gdws.cli import main
+from gdws.cli.artifact import load_converted_file
 from gdws.core import GDWSConv2d
 from gdws.models import create_model
 
@@ -88,6 +89,10 @@ def test_cli_exports_openvino_and_says_where(tmp_path, capsys, one_thread):
     report = json.loads(capsys.readouterr().out)
     assert report["openvino_xml"] == str(ir / "model.xml") and (ir / "model.xml").is_file()
     assert report["max_abs_diff_vs_pytorch"] <= ATOL and report["openvino_fps"] > 0
+    # the forms chosen on OpenVINO, one per converted layer: only forms an exported graph holds
+    counts = dict(item.split(":") for item in report["forms"].split())
+    assert sum(map(int, counts.values())) == sum(isinstance(m, GDWSConv2d) for m in load_converted_file(out)[0].modules())
+    assert set(counts) <= {"zero", "dense", "straightforward", "stacked", "grouped", "padded"}
 
 
 def test_missing_extra_is_one_clear_error(tmp_path, capsys, monkeypatch):
@@ -123,3 +128,31 @@ def test_a_run_asking_for_a_missing_runtime_stops_before_anything_runs(run_smoke
     monkeypatch.setitem(sys.modules, "openvino", None)
     with pytest.raises(RuntimeError, match=r'pip install -e "\.\[openvino\]"'):
         run_smoke("metrics.runtime=openvino")
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_every_exported_form_is_exact_on_the_runtime(runtime, one_thread):
+    if runtime == "openvino":
+        pytest.importorskip("openvino")
+    from gdws.fast.candidates import build_forms
+    from gdws.fast.runtimes import runtime_module
+    from gdws.fast.select import EXPORT_FORMS
+    from gdws.fast.spec import GDWSSpec
+
+    torch.manual_seed(3)
+    g = torch.tensor([3, 2, 2, 1, 3, 2, 0, 3])  # non-uniform, one channel unused; padded allowed (8 * 3 <= 2 * 16)
+    layer = GDWSConv2d(8, 12, 3, g, stride=2, padding=1)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_()
+    spec = GDWSSpec.from_layer(layer)
+    removed = GDWSSpec.from_layer(GDWSConv2d.from_conv(nn.Conv2d(8, 12, 3, stride=2, padding=1), max_channels=0))
+    x = torch.randn(2, 8, 15, 15)
+    forms = {**build_forms(spec, include=EXPORT_FORMS), **{f"removed_{k}": v for k, v in
+                                                            build_forms(removed, include=EXPORT_FORMS).items()}}
+    assert set(forms) == {"straightforward", "stacked", "grouped", "padded", "dense", "removed_zero", "removed_dense"}
+    for name, form in forms.items():
+        with torch.no_grad():
+            ref = form(x)
+        out = runtime_module(form, x, runtime)(x)
+        assert out.shape == ref.shape and (out - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max())), name

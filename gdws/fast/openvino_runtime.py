@@ -6,6 +6,7 @@ optional extra: every entry point raises one RuntimeError naming it when the pac
 """
 from __future__ import annotations
 
+import functools
 import os
 import tempfile
 from pathlib import Path
@@ -35,19 +36,23 @@ def openvino_version() -> str:
     return import_openvino().__version__.split("-")[0]
 
 
+@functools.lru_cache(maxsize=1)
+def core() -> Any:
+    """One ``openvino.Core`` per process: creating one loads the CPU plugin (a large part of a small compile)."""
+    return import_openvino().Core()
+
+
 def to_openvino(model: nn.Module, example_input: torch.Tensor) -> Any:
     """``model`` (eval mode, CPU) as an ``openvino.Model`` with a dynamic batch dimension, via its ONNX export."""
-    ov = import_openvino()
     with tempfile.TemporaryDirectory() as tmp:
         path = export_onnx(model, example_input, Path(tmp) / "model.onnx")
-        return ov.convert_model(str(path))  # the ONNX frontend parses the file into memory
+        return core().read_model(str(path))  # the ONNX frontend parses the file into memory
 
 
 def compile_openvino(ov_model: Any, batch_size: int | None = None, threads: int | None = None) -> Any:
     """A CPU ``CompiledModel`` of ``ov_model``: float32 (no bf16/f16 down-conversion), LATENCY hint, ``threads``
     inference threads (default: torch's). ``batch_size`` fixes the batch dimension (static shapes run faster);
     the IR on disk keeps it dynamic."""
-    ov = import_openvino()
     if batch_size is not None:
         ov_model = ov_model.clone()
         shape = ov_model.input(0).get_partial_shape()
@@ -55,7 +60,7 @@ def compile_openvino(ov_model: Any, batch_size: int | None = None, threads: int 
         ov_model.reshape({0: shape})
     config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": "f32",
               "INFERENCE_NUM_THREADS": int(threads or torch.get_num_threads())}
-    return ov.Core().compile_model(ov_model, "CPU", config)
+    return core().compile_model(ov_model, "CPU", config)
 
 
 def openvino_runner(compiled: Any):
@@ -94,7 +99,7 @@ def export_openvino(model: nn.Module, example_input: torch.Tensor, out_dir: str 
     out.mkdir(parents=True, exist_ok=True)
     xml = out / "model.xml"
     ov.save_model(to_openvino(model, example_input), str(xml), compress_to_fp16=False)
-    compiled = compile_openvino(ov.Core().read_model(str(xml)), batch_size=example_input.shape[0])
+    compiled = compile_openvino(core().read_model(str(xml)), batch_size=example_input.shape[0])
     err = max_abs_diff(openvino_runner(compiled), reference if reference is not None else model, example_input)
     if not err <= atol:
         raise RuntimeError(f"OpenVINO output differs from PyTorch by {err:.3e} > atol {atol} (IR left in {out})")

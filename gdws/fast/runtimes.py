@@ -67,7 +67,7 @@ def runtime_module(model: nn.Module, example_input: torch.Tensor, runtime: str,
     if runtime == "torch":
         return model.eval()
     model = model.eval().cpu()
-    x = example_input.detach().cpu()
+    x = example_input.detach().cpu().clone()  # a normal tensor: the exporter traces with autograd on
     if runtime == "openvino":
         from gdws.fast.openvino_runtime import compile_openvino, openvino_runner, to_openvino
 

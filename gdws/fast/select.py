@@ -14,6 +14,10 @@ the dense forms of GDWS layers, so that a dense baseline optimised by this funct
 Finally the whole model is timed against the all-dense-What and all-straightforward variants, paired by
 round, and the same rule picks among them (all-dense, then the per-layer choice, then all-straightforward),
 which guards against interactions between layers.
+With ``runtime="onnxruntime"`` or ``"openvino"`` every candidate (a layer's form, a whole model) is exported and
+compiled for that runtime at its real input shape (gdws.fast.runtimes) and timed there, among the forms that
+export as graphs (EXPORT_FORMS: the layout is the runtime's own business, so no channels_last variants): the
+returned model is the one to export for that runtime.
 """
 from __future__ import annotations
 
@@ -29,10 +33,13 @@ from gdws.fast.candidates import build_forms
 from gdws.fast.fold import fold_into
 from gdws.fast.forms import Dense, PlainChannelsLast, Straightforward
 from gdws.fast.forms_explicit import Zero
+from gdws.fast.runtimes import check_runtime, runtime_module
 from gdws.fast.spec import GDWSSpec
 from gdws.fast.timing import capture_inputs, choose_within_noise, time_rounds
 
 DENSE_FORMS = ("dense", "dense_cl")
+# the forms an exported graph can hold (unfold's matmuls and the channels_last variants are PyTorch-eager layouts)
+EXPORT_FORMS = ("zero", "dense", "straightforward", "stacked", "grouped", "padded")
 # simplest first: fewest ops and layout changes; a form later in the list must be measurably faster to be kept
 SIMPLICITY = ("zero", "dense", "dense_cl", "straightforward", "straightforward_cl", "padded", "padded_cl", "grouped",
               "grouped_cl", "stacked", "stacked_cl", "unfold")
@@ -46,7 +53,7 @@ def _max_err(y: torch.Tensor, ref: torch.Tensor) -> float:
 def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, device: torch.device | str | None = None,
                            *, forms: tuple[str, ...] | None = None, fold_bn: bool = True,
                            min_run_time: float = 0.1, rounds: int = 5, tie_tol: float = 0.05, atol: float = 1e-4,
-                           report: bool = False) -> nn.Module | tuple[nn.Module, pd.DataFrame]:
+                           report: bool = False, runtime: str = "torch") -> nn.Module | tuple[nn.Module, pd.DataFrame]:
     """A copy of ``model`` (eval mode, on ``device``) whose GDWS layers use their fastest exact form.
 
     example_input: a batch of the shape to optimise for (batch size matters: re-optimise per batch size).
@@ -64,6 +71,7 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, device
     ``dense_cl``: the network's other convs, a dense model's all, get the layout choice GDWS layers get, by
     the same timing rule). Outputs equal the input model's to ``atol`` (checked;
     RuntimeError otherwise). Inference only: a model in training mode is copied into eval mode with a warning.
+    runtime: what the candidates are timed on (gdws.fast.runtimes.RUNTIMES; not torch: CPU, EXPORT_FORMS only).
     """
     if not isinstance(example_input, torch.Tensor):
         raise ValueError("example_input must be a Tensor batch, e.g. torch.rand(1, 3, 32, 32)")
@@ -71,6 +79,7 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, device
         warnings.warn("optimize_for_inference is for eval-mode inference only (BN folded, running stats used); "
                       "the returned model is in eval mode and must not be trained")
     device = torch.device(device) if device is not None else example_input.device
+    check_runtime(runtime, device)
     model = copy.deepcopy(model).eval().to(device)
     x = example_input.to(device)
     names = [n for n, m in model.named_modules() if isinstance(m, GDWSConv2d)]
@@ -85,11 +94,14 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, device
         fold_into(model, specs)
     if forms is not None:
         forms = tuple(forms) + DENSE_FORMS + ("zero",)
+    if runtime != "torch":
+        forms = tuple(f for f in (forms or EXPORT_FORMS) if f in EXPORT_FORMS)
     rows, fallbacks = [], {}
     for name in names:
         spec, xin = specs[name], inputs[name]
         exact = _exact_forms(name, spec, xin, forms, atol)
-        choice = choose_within_noise(time_rounds(exact, xin, min_run_time, rounds), SIMPLICITY, tie_tol)
+        choice = choose_within_noise(time_rounds(compiled(exact, xin, runtime), xin, min_run_time, rounds),
+                                     SIMPLICITY, tie_tol)
         model.set_submodule(name, exact[choice.name])
         dense_names = [f for f in DENSE_FORMS if f in exact]
         best_dense = exact[min(dense_names, key=choice.medians.get)] if dense_names else Dense(spec)
@@ -102,8 +114,10 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, device
                      "layer_choice": choice.name, "chosen": choice.name, "fastest": choice.fastest,
                      "tied": ",".join(choice.tied), "noise": choice.noise[runner_up[0]] if runner_up else 0.0,
                      **{f"t_{k}": v for k, v in choice.medians.items()}})
-    layouts = _choose_plain_layouts(model, plain_convs, inputs, min_run_time, rounds, tie_tol)
-    model, model_times = _guard_model_level(model, fallbacks, x, min_run_time, rounds, tie_tol, rows)
+    layouts = {}  # a runtime lays out its graph itself
+    if runtime == "torch":
+        layouts = _choose_plain_layouts(model, plain_convs, inputs, min_run_time, rounds, tie_tol)
+    model, model_times = _guard_model_level(model, fallbacks, x, min_run_time, rounds, tie_tol, rows, runtime)
     model_times["plain_layouts"] = layouts
     with torch.inference_mode():
         err = _max_err(model(x), ref_out)
@@ -113,6 +127,13 @@ def optimize_for_inference(model: nn.Module, example_input: torch.Tensor, device
     table = pd.DataFrame(rows)
     table.attrs.update(model_times)
     return (model, table) if report else model
+
+
+def compiled(modules: dict[str, nn.Module], x: torch.Tensor, runtime: str) -> dict[str, nn.Module]:
+    """``modules`` as the runtime runs them at x's shape (torch: as they are), to be timed alike."""
+    if runtime == "torch":
+        return modules
+    return {k: runtime_module(m, x, runtime) for k, m in modules.items()}
 
 
 def _choose_plain_layouts(model: nn.Module, names: list[str], inputs: dict[str, torch.Tensor], min_run_time: float,
@@ -147,7 +168,7 @@ def _exact_forms(name: str, spec: GDWSSpec, xin: torch.Tensor, forms: tuple[str,
 
 def _guard_model_level(model: nn.Module, layers: dict[str, dict[str, nn.Module]], x: torch.Tensor,
                        min_run_time: float, rounds: int, tie_tol: float,
-                       rows: list[dict]) -> tuple[nn.Module, dict]:
+                       rows: list[dict], runtime: str) -> tuple[nn.Module, dict]:
     """Time the whole model with the per-layer choice, all-dense What and all-straightforward forms.
 
     Keeps the first of MODEL_PREFERENCE within noise of the fastest and returns it with the medians.
@@ -164,8 +185,8 @@ def _guard_model_level(model: nn.Module, layers: dict[str, dict[str, nn.Module]]
         variants[kind] = alt
     if not variants:
         return model, {}
-    choice = choose_within_noise(time_rounds({"selected": model, **variants}, x, 3 * min_run_time, rounds),
-                                 MODEL_PREFERENCE, tie_tol)
+    choice = choose_within_noise(time_rounds(compiled({"selected": model, **variants}, x, runtime), x,
+                                             3 * min_run_time, rounds), MODEL_PREFERENCE, tie_tol)
     best, times = choice.name, choice.medians
     if best != "selected":
         if "selected" in choice.tied:

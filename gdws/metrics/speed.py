@@ -56,7 +56,7 @@ def measure_speed(
     """FPS (images/s at ``fps_batch_size``) and throughput (at ``throughput_batch_size``) of ``model``.
 
     With ``fast_inference`` the timed network is ``gdws.fast.optimize_for_inference(model)`` (same function;
-    BN folded and each GDWS layer in its fastest exact form), chosen anew for each batch size because the
+    BN folded and each GDWS layer in its fastest exact form on ``runtime``), chosen anew for each batch size because the
     fastest form depends on it, and applied to dense and GDWS models alike so that their speeds compare;
     ``select_time`` is the seconds of timing per candidate form during that choice.
     With a ``reference`` (the dense network a GDWS or pruned one came from) both are timed in ``rounds``
@@ -83,7 +83,7 @@ def measure_speed(
             from gdws.fast import optimize_for_inference  # imported here: gdws.fast loads pandas
 
             x = torch.rand(batch_size, *size, device=device)
-            prepared = {k: optimize_for_inference(net, x, device=device, min_run_time=float(select_time))
+            prepared = {k: optimize_for_inference(net, x, device=device, min_run_time=float(select_time), runtime=runtime)
                         for k, net in nets.items()}
             forms = f"b{batch_size} {chosen_forms(prepared['model'])}"
         if runtime != "torch":
