@@ -17,7 +17,7 @@ from gdws.core.convert import convert as core_convert
 
 def convert(model: nn.Module, *, speedup: float | None = None, device: torch.device | str | None = None,
             latency_cache: str | os.PathLike | bool | None = None, latency_time: float = 0.05,
-            **kwargs: Any) -> tuple[nn.Module, pd.DataFrame]:
+            runtime: str = "torch", allow_removal: bool = False, **kwargs: Any) -> tuple[nn.Module, pd.DataFrame]:
     """Convert ``model`` to GDWS under exactly one budget: gdws.core.convert's (beta=, max_channels=, macs_ratio=)
     or ``speedup``; every other keyword (alphas, calibration, refit, include, ...) is gdws.core.convert's.
 
@@ -28,9 +28,13 @@ def convert(model: nn.Module, *, speedup: float | None = None, device: torch.dev
     candidate and measurement (more on a noisy machine). The report then also has columns form, latency_ms
     (measured) and predicted_ms (latency table), and attrs speedup_requested / speedup_measured / t_dense_ms /
     t_converted_ms / error_gap (certified distance of the knapsack solution to the optimum, in error units).
+    runtime: what the latency is measured on (torch, onnxruntime, openvino: the runtime the model will be deployed
+    with; gdws.fast.runtimes). allow_removal: let the latency budget set G = 0 in a converted layer (its output is
+    then its bias alone); by default every layer it converts keeps at least one component.
     """
     if speedup is None:
         return core_convert(model, **kwargs)
     from gdws.fast.speedup import speedup_allocator  # timing machinery only when a latency budget is asked for
 
-    return core_convert(model, allocator=speedup_allocator(speedup, device, latency_cache, latency_time), **kwargs)
+    allocator = speedup_allocator(speedup, device, latency_cache, latency_time, runtime, allow_removal)
+    return core_convert(model, allocator=allocator, **kwargs)

@@ -44,7 +44,7 @@ def test_convert_then_export_round_trip(checkpoint, tmp_path, capsys, one_thread
 
 def test_convert_with_speedup_reports_each_layer(checkpoint, tmp_path, capsys, monkeypatch, one_thread):
     """--speedup end to end on synthetic latency tables (selection and the final timing are real)."""
-    def fake_table(shape, device, min_run_time=0.05, rounds=5):
+    def fake_table(shape, device, min_run_time=0.05, rounds=5, runtime="torch"):
         grid = shape.grid()
         return {"G": grid, "seconds": [1e-6 * (1 + g) for g in grid], "form": ["straightforward"] * len(grid),
                 "dense_seconds": 1e-3, "dense_form": "dense"}

@@ -70,11 +70,13 @@ def test_dp_on_real_costs_is_feasible_and_certified():
 def test_layer_options_interpolate_the_table_and_use_mego_errors():
     scores = torch.tensor([[4.0, 1.0], [3.0, 0.5]], dtype=torch.float64)  # sorted: 4, 3, 1, 0.5
     table = {"G": [0, 2, 4], "seconds": [1.0, 3.0, 4.0], "dense_seconds": 3.5}
-    opts = layer_options(scores, table)
+    opts = layer_options(scores, table, allow_removal=True)
     assert opts.G[-1] is None and opts.seconds[-1] == 3.5 and opts.errors[-1] == 0.0
     by_g = dict(zip(opts.G[:-1], zip(opts.seconds, opts.errors)))
     assert by_g[0] == (1.0, 8.5) and by_g[1] == (2.0, 4.5) and by_g[3] == (3.5, 0.5) and by_g[4] == (4.0, 0.0)
     assert None not in layer_options(scores, table, allow_dense=False).G
+    floored = layer_options(scores, table)  # by default a converted layer keeps at least one component
+    assert min(g for g in floored.G if g is not None) == 1 and floored.G[:-1] == [g for g in opts.G[:-1] if g]
 
 
 def test_spread_g_and_shape_grid():
@@ -113,7 +115,7 @@ class _Small(torch.nn.Module):
 
 def test_convert_speedup_end_to_end_on_synthetic_tables(tmp_path, monkeypatch, one_thread):
     """Tables are synthetic (latency linear in G, dense at 1 ms); selection and verification are real."""
-    def fake_table(shape, device, min_run_time=0.05, rounds=5):
+    def fake_table(shape, device, min_run_time=0.05, rounds=5, runtime="torch"):
         return {"G": shape.grid(), "seconds": [1e-5 * (1 + g) for g in shape.grid()], "form": ["straightforward"]
                 * len(shape.grid()), "dense_seconds": 1e-3, "dense_form": "dense"}
 
@@ -136,3 +138,26 @@ def test_convert_speedup_end_to_end_on_synthetic_tables(tmp_path, monkeypatch, o
         convert(model, speedup=1.0)
     with pytest.raises(ValueError, match="unreachable"):
         convert(model, speedup=1000.0, example_input=x, latency_cache=tmp_path, latency_time=0.002)
+
+
+def test_the_budget_with_calibration_never_removes_a_layer_unless_allowed(tmp_path, monkeypatch, one_thread):
+    """Synthetic tables where G = 0 is free and any G >= 1 costs 0.9 of the dense conv: speedup=1.5 is reachable
+    only by removing layers. By default the budget refuses (never G = 0); allow_removal=True removes layers."""
+    def fake_table(shape, device, min_run_time=0.05, rounds=5, runtime="torch"):
+        grid = shape.grid()
+        return {"G": grid, "seconds": [0.0 if g == 0 else 0.9e-3 + 1e-9 * g for g in grid],
+                "form": ["straightforward"] * len(grid), "dense_seconds": 1e-3, "dense_form": "dense"}
+
+    monkeypatch.setattr(latency_table_module, "measure_table", fake_table)
+    torch.manual_seed(0)
+    model, x = _Small().eval(), torch.rand(1, 3, 16, 16)
+    calib = torch.rand(32, 3, 16, 16)
+    kwargs = dict(example_input=x, latency_cache=tmp_path, latency_time=0.002, calibration=calib, fisher=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="unreachable"):
+            convert(model, speedup=1.5, **kwargs)
+        _, removed = convert(model, speedup=1.5, allow_removal=True, **kwargs)
+        _, kept = convert(model, speedup=1.05, **kwargs)  # reachable (0.9 of dense per layer): no layer removed
+    assert (removed["converted"] & (removed["G"] == 0)).any()
+    assert kept["converted"].any() and not (kept["converted"] & (kept["G"] == 0)).any()

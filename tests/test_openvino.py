@@ -156,3 +156,16 @@ def test_every_exported_form_is_exact_on_the_runtime(runtime, one_thread):
             ref = form(x)
         out = runtime_module(form, x, runtime)(x)
         assert out.shape == ref.shape and (out - ref).abs().max() <= 1e-4 * max(1.0, float(ref.abs().max())), name
+
+
+def test_latency_tables_are_measured_on_the_runtime(tmp_path, one_thread):
+    pytest.importorskip("openvino")
+    from gdws.fast.latency_table import LayerShape, latency_table
+
+    conv = nn.Conv2d(4, 6, 3, padding=1)
+    shape = LayerShape.of(conv, torch.zeros(1, 4, 8, 8))
+    torch_table = latency_table(shape, "cpu", tmp_path, min_run_time=0.001)
+    ov_table = latency_table(shape, "cpu", tmp_path, min_run_time=0.001, runtime="openvino")
+    assert len(list(tmp_path.rglob("*.json"))) == 2  # one table per runtime, cached apart
+    assert ov_table["G"] == torch_table["G"] and ov_table["dense_form"] == "dense"  # no channels_last on a runtime
+    assert set(ov_table["form"]) <= {"zero", "straightforward"} and all(t > 0 for t in ov_table["seconds"][1:])

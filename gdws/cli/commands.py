@@ -36,6 +36,10 @@ def _parser() -> argparse.ArgumentParser:
     budget.add_argument("--speedup", type=float, help="measured latency reduction factor on this machine (e.g. 2): "
                         "least error whose optimised model runs >= R x faster than the dense one")
     c.add_argument("--batch-size", type=int, default=1, help="batch size the --speedup latency is measured at")
+    c.add_argument("--runtime", default="torch", choices=("torch", "onnxruntime", "openvino"),
+                   help="what the --speedup latency is measured on: the runtime you deploy with (default torch)")
+    c.add_argument("--allow-removal", action="store_true",
+                   help="let --speedup set G = 0 in a converted layer (default: every converted layer keeps >= 1)")
     c.add_argument("--device", default="cpu", help="device the --speedup latency is measured on (default cpu)")
     c.add_argument("--latency-time", type=float, default=0.05,
                    help="seconds per --speedup timing (default 0.05; more on a busy machine)")
@@ -74,7 +78,8 @@ def _convert(args: argparse.Namespace) -> dict:
     timing = {}
     if args.speedup is not None:
         timing = dict(example_input=torch.rand(args.batch_size, 3, 32, 32), device=args.device,
-                      latency_cache=args.latency_cache, latency_time=args.latency_time)
+                      latency_cache=args.latency_cache, latency_time=args.latency_time, runtime=args.runtime,
+                      allow_removal=args.allow_removal)
     calibration = calibration_from_args(args)
     converted, report = convert(model.eval(), alphas=alphas, **budget, **timing, **calibration)
     meta = {"model": args.model, "width": args.width, "num_classes": args.num_classes, "normalize": args.normalize,

@@ -20,7 +20,8 @@ from torch import nn
 
 from gdws.core.layer import GDWSConv2d
 from gdws.fast.candidates import build_forms
-from gdws.fast.select import SIMPLICITY
+from gdws.fast.runtimes import runtime_version
+from gdws.fast.select import EXPORT_FORMS, SIMPLICITY, compiled
 from gdws.fast.spec import GDWSSpec
 from gdws.fast.timing import choose_within_noise, time_rounds
 from gdws.utils import device_name
@@ -78,9 +79,12 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "gdws" / "latency"
 
 
-def _cache_file(cache_dir: Path, shape: LayerShape, device: torch.device) -> Path:
-    # the device part names what changes kernel speed: the processor, the thread count and the torch build
+def _cache_file(cache_dir: Path, shape: LayerShape, device: torch.device, runtime: str = "torch") -> Path:
+    # the device part names what changes kernel speed: the processor, the thread count, the torch build and the
+    # runtime the layers are timed on
     dev = f"{device_name(device)}|{device.type}|threads={torch.get_num_threads()}|torch={torch.__version__}"
+    if runtime != "torch":
+        dev += f"|{runtime}={runtime_version(runtime)}"
     key = json.dumps({"device": dev, **asdict(shape)}, sort_keys=True)
     dev_dir = "".join(ch if ch.isalnum() else "_" for ch in dev)[:80]
     return cache_dir / dev_dir / f"{hashlib.sha1(key.encode()).hexdigest()[:20]}.json"
@@ -97,8 +101,11 @@ def _layer_at(shape: LayerShape, g: torch.Tensor, device: torch.device) -> GDWSS
     return GDWSSpec.from_layer(layer)
 
 
-def measure_table(shape: LayerShape, device: torch.device, min_run_time: float = 0.05, rounds: int = 5) -> dict:
-    """Time the layer at every G of ``shape.grid()``: {'G', 'seconds', 'form', 'dense_seconds', 'dense_form'}."""
+def measure_table(shape: LayerShape, device: torch.device, min_run_time: float = 0.05, rounds: int = 5,
+                  runtime: str = "torch") -> dict:
+    """Time the layer at every G of ``shape.grid()``: {'G', 'seconds', 'form', 'dense_seconds', 'dense_form'}.
+
+    runtime: what the forms are compiled for and timed on (gdws.fast.runtimes; not torch: no channels_last forms)."""
     dtype = getattr(torch, shape.dtype.replace("torch.", ""))
     x = torch.randn(shape.input_shape, device=device, dtype=dtype)
     rank = min(shape.out_channels, shape.kernel_size[0] * shape.kernel_size[1])
@@ -106,6 +113,8 @@ def measure_table(shape: LayerShape, device: torch.device, min_run_time: float =
     for G in shape.grid():
         spec = _layer_at(shape, spread_g(shape.in_channels, G, rank), device)
         forms = build_forms(spec, include=TABLE_FORMS + (("dense", "dense_cl") if G == shape.grid()[-1] else ()))
+        if runtime != "torch":
+            forms = compiled({k: v for k, v in forms.items() if k in EXPORT_FORMS}, x, runtime)
         samples = time_rounds(forms, x, min_run_time * len(forms), rounds)
         dense = {k: v for k, v in samples.items() if k.startswith("dense")}
         if dense:  # measured once, beside the largest G (its weights do not matter)
@@ -119,17 +128,18 @@ def measure_table(shape: LayerShape, device: torch.device, min_run_time: float =
 
 
 def latency_table(shape: LayerShape, device: torch.device | str, cache_dir: str | os.PathLike | None = None,
-                  min_run_time: float = 0.05) -> dict:
+                  min_run_time: float = 0.05, runtime: str = "torch") -> dict:
     """`measure_table` for ``shape`` on ``device``, read from / written to ``cache_dir`` (default_cache_dir()).
 
     cache_dir=False measures without caching. The cache is keyed by the device (processor or GPU name, threads,
-    torch version) and the layer shape, so a sweep over conversion settings measures each shape once.
+    torch version, runtime and its version) and the layer shape, so a sweep over conversion settings measures each
+    shape once.
     """
     device = torch.device(device)
-    path = None if cache_dir is False else _cache_file(Path(cache_dir or default_cache_dir()), shape, device)
+    path = None if cache_dir is False else _cache_file(Path(cache_dir or default_cache_dir()), shape, device, runtime)
     if path is not None and path.is_file():
         return json.loads(path.read_text())
-    table = measure_table(shape, device, min_run_time)
+    table = measure_table(shape, device, min_run_time, runtime=runtime)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

@@ -20,6 +20,7 @@ one that met r, else the fastest one measured, with a warning.
 from __future__ import annotations
 
 import copy
+import functools
 import statistics
 import warnings
 from dataclasses import dataclass, field
@@ -32,7 +33,8 @@ from gdws.core.allocation import mego_g
 from gdws.core.budget import check_speedup
 from gdws.fast.latency_table import LayerShape, latency_table
 from gdws.fast.mck import solve_mck
-from gdws.fast.select import optimize_for_inference
+from gdws.fast.runtimes import check_runtime
+from gdws.fast.select import compiled, optimize_for_inference
 from gdws.fast.timing import capture_inputs, time_rounds
 
 GRID_POINTS = 48  # options per layer besides dense: enough that the latency axis, not G, limits the solution
@@ -67,15 +69,21 @@ class SpeedupResult:
                 "predicted_ms": {n: v * 1e3 for n, v in self.predicted.items()}}
 
 
-def layer_options(scores: Tensor, table: dict, allow_dense: bool = True, scale: float = 1.0) -> LayerOptions:
+def layer_options(scores: Tensor, table: dict, allow_dense: bool = True, scale: float = 1.0,
+                  allow_removal: bool = False) -> LayerOptions:
     """Options of one layer from its score matrix [C, r] and latency table (see the module docstring).
 
     scale multiplies the table's seconds (the ratio of the current to the table's load, see allocate_speedup).
+    allow_removal: offer G = 0 (the layer's output becomes its bias). Off by default: a layer's score at G = 0 is an
+    extrapolation far outside the range where the scores predict the loss, and the knapsack then removes whole
+    layers (chance accuracy on the robust VGG-16, results/cpu/README.md); the floor is one component per layer.
     """
     kept = torch.cumsum(torch.sort(scores.reshape(-1), descending=True).values, 0)
     total = float(kept[-1]) if kept.numel() else 0.0
     top = min(table["G"][-1], kept.numel())
-    grid = sorted({*(round(top * i / GRID_POINTS) for i in range(GRID_POINTS + 1)), *(g for g in table["G"] if g <= top)})
+    floor = 0 if allow_removal else min(1, top)
+    grid = sorted(g for g in {*(round(top * i / GRID_POINTS) for i in range(GRID_POINTS + 1)), *table["G"]}
+                  if floor <= g <= top)
     seconds = [scale * _interp(g, table["G"], table["seconds"]) for g in grid]
     errors = [max(0.0, total - (float(kept[g - 1]) if g > 0 else 0.0)) for g in grid]
     opts = LayerOptions(list(grid), seconds, errors)
@@ -94,40 +102,46 @@ def _interp(g: int, xs: list[int], ys: list[float]) -> float:
     return ys[-1]
 
 
-def _paired_speedup(dense: nn.Module, converted: nn.Module, x: Tensor, seconds: float) -> tuple[float, float, float]:
-    """(median dense / converted ratio over interleaved rounds, median dense s, median converted s)."""
-    runs = time_rounds({"dense": dense, "converted": converted}, x, seconds, rounds=5)
+def _paired_speedup(dense: nn.Module, converted: nn.Module, x: Tensor, seconds: float,
+                    runtime: str = "torch") -> tuple[float, float, float]:
+    """(median dense / converted ratio over interleaved rounds, median dense s, median converted s) on ``runtime``."""
+    runs = time_rounds(compiled({"dense": dense, "converted": converted}, x, runtime), x, seconds, rounds=5)
     ratio = statistics.median(d / c for d, c in zip(runs["dense"], runs["converted"]))
     return ratio, statistics.median(runs["dense"]), statistics.median(runs["converted"])
 
 
 def allocate_speedup(model: nn.Module, scores: dict[str, Tensor], x: Tensor, speedup: float,
                      build: Callable[[dict[str, Tensor | None]], nn.Module], cache_dir=None,
-                     allow_dense: bool = True, max_iters: int = 3, min_run_time: float = 0.05) -> SpeedupResult:
+                     allow_dense: bool = True, max_iters: int = 3, min_run_time: float = 0.05,
+                     runtime: str = "torch", allow_removal: bool = False) -> SpeedupResult:
     """Least-error allocation whose optimised model measures >= ``speedup`` x faster than the dense one.
 
     model: the dense eval-mode model on the target device; scores: {candidate layer: score matrix [C, r]};
     x: the example batch on the target device (its batch size is the one optimised for); build(gs): the
     converted model for an allocation {name: g or None}; cache_dir: latency-table cache (None: default,
-    False: no cache). Raises ValueError when the tables say even the cheapest choice cannot reach ``speedup``.
+    False: no cache). runtime: what the tables, the models and the check are timed on (gdws.fast.runtimes: torch,
+    onnxruntime, openvino), each model in its fastest exact graph there. allow_removal: let a converted layer have
+    G = 0 (see layer_options; by default every converted layer keeps >= 1 component).
+    Raises ValueError when the tables say even the cheapest choice cannot reach ``speedup``.
     """
     inputs, _ = capture_inputs(model, list(scores), x)
-    tables = {n: latency_table(LayerShape.of(model.get_submodule(n), inputs[n]), x.device, cache_dir, min_run_time)
-              for n in scores}
+    tables = {n: latency_table(LayerShape.of(model.get_submodule(n), inputs[n]), x.device, cache_dir, min_run_time,
+                               runtime) for n in scores}
+    optimize = functools.partial(optimize_for_inference, runtime=runtime)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "no GDWS layers": a dense model gets BN folding and its convs' layout
         # the baseline is the dense model optimised like the converted one (BN folded, layout per conv), so
         # that a requested speed-up is not met by a layout gain the dense model could have as well
-        dense = optimize_for_inference(model, x, min_run_time=min_run_time)
+        dense = optimize(model, x, min_run_time=min_run_time)
     # T_fixed: the model with every candidate at G = 0 (a constant output), timed in the same rounds as the dense
     # model. The dense layers then take t_dense - t_fixed inside the network, which rescales the isolated tables
     # (measured at another time and with weights hot in cache) to in-network latency.
-    floor = optimize_for_inference(build({n: torch.zeros(s.shape[0], dtype=torch.long) for n, s in scores.items()}),
-                                   x, min_run_time=min_run_time)
-    runs = time_rounds({"model": dense, "floor": floor}, x, 10 * min_run_time)
+    floor = optimize(build({n: torch.zeros(s.shape[0], dtype=torch.long) for n, s in scores.items()}),
+                     x, min_run_time=min_run_time)
+    runs = time_rounds(compiled({"model": dense, "floor": floor}, x, runtime), x, 10 * min_run_time)
     t_dense, t_fixed = (statistics.median(runs[k]) for k in ("model", "floor"))
     scale = max(t_dense - t_fixed, 1e-12) / sum(t["dense_seconds"] for t in tables.values())
-    opts = {n: layer_options(scores[n], tables[n], allow_dense, scale) for n in scores}
+    opts = {n: layer_options(scores[n], tables[n], allow_dense, scale, allow_removal) for n in scores}
     capacity = t_dense / speedup - t_fixed
     cheapest = sum(min(o.seconds) for o in opts.values())
     if capacity < cheapest:
@@ -142,8 +156,8 @@ def allocate_speedup(model: nn.Module, scores: dict[str, Tensor], x: Tensor, spe
         gs = {n: None if G is None else mego_g(scores[n], G) for n, G in picks.items()}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the model-level check's notes: its choice is reported below
-            opt, report = optimize_for_inference(build(gs), x, min_run_time=2 * min_run_time, report=True)
-        ratio, t_d, t_c = _paired_speedup(dense, opt, x, 10 * min_run_time)
+            opt, report = optimize(build(gs), x, min_run_time=2 * min_run_time, report=True)
+        ratio, t_d, t_c = _paired_speedup(dense, opt, x, 10 * min_run_time, runtime)
         rows = report.set_index("name") if len(report) else report  # no GDWS layer: every layer kept dense
         result = SpeedupResult(gs, predicted={n: opts[n].seconds[o] for n, o in zip(names, sol.choice)})
         for n in names:
@@ -174,19 +188,23 @@ def allocate_speedup(model: nn.Module, scores: dict[str, Tensor], x: Tensor, spe
 
 
 def speedup_allocator(speedup: float, device: torch.device | str | None = None, cache_dir=None,
-                      min_run_time: float = 0.05) -> Callable[..., SpeedupResult]:
+                      min_run_time: float = 0.05, runtime: str = "torch",
+                      allow_removal: bool = False) -> Callable[..., SpeedupResult]:
     """The latency budget as an allocator for gdws.core.convert (its ``allocator=`` argument).
 
     The returned callable times on ``device`` (default: the example input's), with the example input's batch size,
-    against a copy of the dense model moved there; cache_dir and min_run_time as in ``allocate_speedup``.
+    against a copy of the dense model moved there; cache_dir, min_run_time, runtime and allow_removal as in
+    ``allocate_speedup``.
     """
     speedup = check_speedup(speedup)
+    check_runtime(runtime, device or "cpu")
 
     def allocate(model: nn.Module, scores: dict[str, Tensor], example_input: Tensor,
                  build: Callable[[dict[str, Tensor | None]], nn.Module], allow_dense: bool) -> SpeedupResult:
         dev = torch.device(device) if device is not None else example_input.device
         target = copy.deepcopy(model).eval().to(dev)
         return allocate_speedup(target, scores, example_input.to(dev), speedup, lambda gs: build(gs).eval().to(dev),
-                                cache_dir, allow_dense=allow_dense, min_run_time=min_run_time)
+                                cache_dir, allow_dense=allow_dense, min_run_time=min_run_time, runtime=runtime,
+                                allow_removal=allow_removal)
 
     return allocate

@@ -99,7 +99,8 @@ def apply_gdws(cfg: DictConfig, model: nn.Module, datamodule, device: torch.devi
     budget = {name: g[name]}
     if name == "speedup":  # measured latency: on the run's device, at the FPS batch size; tables cached per device
         budget.update(device=device, latency_cache=str(Path(str(cfg.paths.cache_dir)) / "latency"),
-                      latency_time=float(cfg.metrics.select_time),
+                      latency_time=float(cfg.metrics.select_time), runtime=str(cfg.metrics.get("runtime", "torch")),
+                      allow_removal=bool(g.get("allow_removal", False)),
                       example_input=torch.rand(int(cfg.metrics.fps_batch_size), *cfg.metrics.input_size, device=device))
     start = time.perf_counter()
     calibration = calibration_set(cfg, model, datamodule)
