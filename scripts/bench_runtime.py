@@ -58,7 +58,8 @@ def select(nets: dict[str, nn.Module], runtimes: list[str], batches: list[int], 
         for rt in runtimes:
             for b in batches:
                 x = torch.rand(b, 3, 32, 32)
-                chosen[rt, b] = {k: optimize_for_inference(m, x, min_run_time=seconds, runtime=rt) for k, m in nets.items()}
+                chosen[rt, b] = {k: optimize_for_inference(m, x, min_run_time=seconds, runtime=rt)
+                                 for k, m in nets.items()}
                 print(rt, b, {k: chosen_forms(m) for k, m in chosen[rt, b].items()}, flush=True)
     return chosen
 

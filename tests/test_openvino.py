@@ -83,7 +83,8 @@ def test_cli_exports_openvino_and_says_where(tmp_path, capsys, one_thread):
     torch.manual_seed(0)
     ckpt, out, ir = tmp_path / "ckpt.pt", tmp_path / "conv.pt", tmp_path / "ir"
     torch.save(create_model("resnet20", width=0.5).state_dict(), ckpt)
-    assert main(["convert", str(ckpt), "--model", "resnet20", "--width", "0.5", "--macs-ratio", "2", "-o", str(out)]) == 0
+    assert main(["convert", str(ckpt), "--model", "resnet20", "--width", "0.5", "--macs-ratio", "2",
+                 "-o", str(out)]) == 0
     capsys.readouterr()
     assert main(["export", str(out), "--openvino", str(ir), "--min-run-time", "0.005"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -91,7 +92,8 @@ def test_cli_exports_openvino_and_says_where(tmp_path, capsys, one_thread):
     assert report["max_abs_diff_vs_pytorch"] <= ATOL and report["openvino_fps"] > 0
     # the forms chosen on OpenVINO, one per converted layer: only forms an exported graph holds
     counts = dict(item.split(":") for item in report["forms"].split())
-    assert sum(map(int, counts.values())) == sum(isinstance(m, GDWSConv2d) for m in load_converted_file(out)[0].modules())
+    layers = sum(isinstance(m, GDWSConv2d) for m in load_converted_file(out)[0].modules())
+    assert sum(map(int, counts.values())) == layers
     assert set(counts) <= {"zero", "dense", "straightforward", "stacked", "grouped", "padded"}
 
 

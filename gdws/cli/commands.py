@@ -138,7 +138,8 @@ def _export_openvino(args: argparse.Namespace) -> dict:
     files = export_openvino(deployed, x, args.openvino, reference=model, atol=args.atol)
     speed = measure_fps(runtime_module(deployed, x, "openvino"), (3, 32, 32), args.batch_size,
                         min_run_time=max(10 * args.min_run_time, 0.05))
-    return {"openvino_xml": files["xml"], "openvino_bin": files["bin"], "max_abs_diff_vs_pytorch": files["max_abs_diff"],
+    return {"openvino_xml": files["xml"], "openvino_bin": files["bin"],
+            "max_abs_diff_vs_pytorch": files["max_abs_diff"],
             "openvino_fps": speed["fps"], "forms": chosen_forms(deployed), "openvino": files["openvino"],
             "batch_size": args.batch_size, "threads": speed["threads"], "model": meta["model"]}
 

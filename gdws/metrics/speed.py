@@ -83,8 +83,8 @@ def measure_speed(
             from gdws.fast import optimize_for_inference  # imported here: gdws.fast loads pandas
 
             x = torch.rand(batch_size, *size, device=device)
-            prepared = {k: optimize_for_inference(net, x, device=device, min_run_time=float(select_time), runtime=runtime)
-                        for k, net in nets.items()}
+            prepared = {k: optimize_for_inference(net, x, device=device, min_run_time=float(select_time),
+                                                  runtime=runtime) for k, net in nets.items()}
             forms = f"b{batch_size} {chosen_forms(prepared['model'])}"
         if runtime != "torch":
             x = torch.rand(batch_size, *size)

@@ -63,7 +63,8 @@ def _runtime(row: Mapping[str, Any]) -> str | None:
     """What the speeds were timed on: runtime, its version, threads and the device."""
     if not row.get("runtime"):
         return None
-    return f"{'timed on':<10} {row['runtime']} {row.get('runtime_version') or ''}, {row.get('threads')} threads, {row.get('device')}"
+    version = row.get("runtime_version") or ""
+    return f"{'timed on':<10} {row['runtime']} {version}, {row.get('threads')} threads, {row.get('device')}"
 
 
 def _conversion(row: Mapping[str, Any]) -> str:
