@@ -96,9 +96,13 @@ def test_pruning_phases_train_with_fast_at_on_a_few_batches(table, ratio):
 def test_every_experiment_composes_at_every_scale(experiment, scale):
     cfg = _compose([f"experiment={experiment}"] * bool(experiment) + [f"scale={scale}"])  # None: the default (null)
     build_attack(cfg.attack)
-    # Only the two tables get the CPU study's network, and only at scale=cpu.
-    special = scale == "cpu" and experiment in ("table_admm", "table_hydra")
+    # Only the two tables get a trained network of this machine, and only at scale=cpu (half width) or
+    # cpu_fullwidth (full width); the full-width rows are labelled custom.
+    special = scale in ("cpu", "cpu_fullwidth") and experiment in ("table_admm", "table_hydra")
     assert ("table_choices" in cfg) == special
+    if special:
+        assert cfg.model.width == (1.0 if scale == "cpu_fullwidth" else 0.5)
+        assert cfg.scale == ("custom" if scale == "cpu_fullwidth" else "cpu")
 
 
 def test_rows_pick_paper_rows_in_the_order_given():
