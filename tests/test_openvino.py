@@ -15,6 +15,7 @@ from gdws.cli import main
 from gdws.cli.artifact import load_converted_file
 from gdws.core import GDWSConv2d
 from gdws.models import create_model
+from bn_stats import randomize_bn
 
 ATOL = 1e-4
 
@@ -40,11 +41,7 @@ def _with_removed_layer() -> nn.Module:
 
 def _resnet() -> nn.Module:
     torch.manual_seed(2)
-    model = create_model("resnet20", width=0.5).eval()
-    for m in model.modules():  # non-trivial BN statistics, so that folding is exercised
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
+    model = randomize_bn(create_model("resnet20", width=0.5).eval(), 0.5, (0.5, 2.0))  # so that folding is exercised
     return gdws.convert(model, macs_ratio=2.0)[0]
 
 

@@ -14,6 +14,7 @@ from torch import nn
 import gdws
 from gdws.core.sequential import cut_forward
 from gdws.models import create_model
+from bn_stats import randomize_bn
 
 
 def vgg_like() -> nn.Module:
@@ -27,12 +28,7 @@ def vgg_like() -> nn.Module:
 def resnet() -> nn.Module:
     """PreAct ResNet-18 at 1/8 width: projection (1x1 conv) shortcuts on the pre-activated input."""
     torch.manual_seed(0)
-    model = create_model("preact_resnet18", width=0.125).eval()
-    for m in model.modules():  # non-trivial BatchNorm statistics, so that every layer matters
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 1.5)
-    return model
+    return randomize_bn(create_model("preact_resnet18", width=0.125).eval(), 0.2, (0.5, 1.5))
 
 
 def assert_same_kernels(a: nn.Module, b: nn.Module) -> None:
