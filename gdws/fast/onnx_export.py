@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -38,14 +39,24 @@ def ort_session(path: str | os.PathLike, threads: int | None = None):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def check_onnx(path: str | os.PathLike, model: nn.Module, example_input: torch.Tensor) -> float:
-    """Max absolute difference between onnxruntime's and PyTorch's outputs on ``example_input``."""
-    sess = ort_session(path)
-    x = example_input.detach().cpu()
+def max_abs_diff(run: Callable[[np.ndarray], np.ndarray], model: nn.Module, x: torch.Tensor) -> float:
+    """Max |run(x) - model(x)| for a runtime callable ``run`` (numpy in, numpy out) and the PyTorch model: how an
+    exported graph (onnxruntime, OpenVINO) is checked against PyTorch."""
+    x = x.detach().cpu().float()
     with torch.inference_mode():
         ref = model.eval().cpu()(x).numpy()
-    out = sess.run(None, {sess.get_inputs()[0].name: x.numpy()})[0]
-    return float(np.abs(out - ref).max())
+    return float(np.abs(np.asarray(run(x.numpy())) - ref).max())
+
+
+def ort_runner(sess) -> Callable[[np.ndarray], np.ndarray]:
+    """A callable numpy [N, ...] -> numpy output running the onnxruntime session ``sess`` (its first output)."""
+    name = sess.get_inputs()[0].name
+    return lambda a: sess.run(None, {name: a})[0]
+
+
+def check_onnx(path: str | os.PathLike, model: nn.Module, example_input: torch.Tensor) -> float:
+    """Max absolute difference between onnxruntime's and PyTorch's outputs on ``example_input``."""
+    return max_abs_diff(ort_runner(ort_session(path)), model, example_input)
 
 
 def ort_fps(path: str | os.PathLike, input_size: tuple[int, ...] = (3, 32, 32), batch_size: int = 1,

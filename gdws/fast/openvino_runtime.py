@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from gdws.fast.onnx_export import export_onnx
+from gdws.fast.onnx_export import export_onnx, max_abs_diff
 
 EXTRA = 'pip install -e ".[openvino]"'
 
@@ -75,14 +75,6 @@ def openvino_runner(compiled: Any):
         return request.get_output_tensor(0).data
 
     return run
-
-
-def max_abs_diff(run, model: nn.Module, x: torch.Tensor) -> float:
-    """Max |run(x) - model(x)| for a runtime callable ``run`` (numpy in, numpy out) and the PyTorch model."""
-    x = x.detach().cpu().float()
-    with torch.inference_mode():
-        ref = model.eval().cpu()(x).numpy()
-    return float(np.abs(np.asarray(run(x.numpy())) - ref).max())
 
 
 def export_openvino(model: nn.Module, example_input: torch.Tensor, out_dir: str | os.PathLike,

@@ -73,9 +73,8 @@ def runtime_module(model: nn.Module, example_input: torch.Tensor, runtime: str,
 
         compiled = compile_openvino(to_openvino(model, x), batch_size=x.shape[0], threads=threads)
         return RuntimeModule(openvino_runner(compiled), runtime)
-    from gdws.fast.onnx_export import export_onnx, ort_session
+    from gdws.fast.onnx_export import export_onnx, ort_runner, ort_session
 
     with tempfile.TemporaryDirectory() as tmp:
         sess = ort_session(export_onnx(model, x, Path(tmp) / "model.onnx"), threads=threads)
-    name = sess.get_inputs()[0].name
-    return RuntimeModule(lambda a: sess.run(None, {name: a})[0], runtime)
+    return RuntimeModule(ort_runner(sess), runtime)
