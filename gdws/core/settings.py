@@ -26,7 +26,8 @@ def check_refit_rounds(rounds: int, refitting: bool = True) -> int:
     return int(rounds)
 
 
-def _positive(value: object, name: str) -> None:
+def check_positive(value: object, name: str) -> None:
+    """One ValueError unless ``value`` is a finite real number > 0 (not a bool); ``name`` names the setting."""
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value) and value > 0
     if not ok:
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
@@ -76,7 +77,7 @@ class CalibrationSettings:
         if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, numbers.Integral) \
                 or self.batch_size < 1:
             raise ValueError(f"batch_size must be an int >= 1, got {self.batch_size!r}")
-        _positive(self.calibration_memory, "calibration_memory (GiB)")
+        check_positive(self.calibration_memory, "calibration_memory (GiB)")
 
     def use_fisher(self, applies: bool = True) -> bool:
         """Whether the Fisher weighting runs: ``fisher``, or when it is None, ``whiten`` where it ``applies`` (a

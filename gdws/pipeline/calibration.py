@@ -8,7 +8,6 @@ weights' fingerprint and every setting that makes it, so sweeps over budgets cra
 """
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 from pathlib import Path
@@ -18,17 +17,11 @@ from omegaconf import DictConfig
 from torch import nn
 
 from gdws.core.alphas import pgd_attack
-from gdws.core.settings import CalibrationSettings, check_refit_rounds
+from gdws.core.settings import CalibrationSettings, check_positive, check_refit_rounds
 from gdws.pipeline.context import settings_key, to_plain
 from gdws.utils import weights_fingerprint
 
 MODES = ("none", "clean", "pgd", "mixed")
-
-
-def _positive_number(value, name: str, allow_zero: bool = False) -> None:
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be a finite number {'>=' if allow_zero else '>'} 0, got {value!r}")
 
 
 def check_calibration(g: DictConfig | dict) -> None:
@@ -47,8 +40,8 @@ def check_calibration(g: DictConfig | dict) -> None:
                          f"images in the calibration set), got {n!r}")
     if mode in ("pgd", "mixed"):
         attack = g.get("calibration_attack") or {}
-        _positive_number(attack.get("eps"), "gdws.calibration_attack.eps")
-        _positive_number(attack.get("step_size"), "gdws.calibration_attack.step_size")
+        check_positive(attack.get("eps"), "gdws.calibration_attack.eps")
+        check_positive(attack.get("step_size"), "gdws.calibration_attack.step_size")
         steps = attack.get("steps")
         if isinstance(steps, bool) or not isinstance(steps, numbers.Integral) or steps < 1:
             raise ValueError(f"gdws.calibration_attack.steps must be an int >= 1, got {steps!r}")
