@@ -4,8 +4,9 @@ Converts a trained VGG-16 (any weights file and width) with the data-aware metho
 --ratios, picks each network's fastest exact graph per runtime and batch size (optimize_for_inference(runtime=...),
 chosen at 1 thread), then times every network on every runtime interleaved in one process (time_rounds, round
 robin), per thread count and batch size: median and spread (min-max over rounds) of the paired dense / GDWS ratio.
-Also times one GDWS layer's depthwise and pointwise stages apart on each runtime. Accuracies are read from --rows
-(run.py rows with the same settings), never recomputed. Run it with nothing else on the CPU:
+Also times one GDWS layer's depthwise and pointwise stages apart on each runtime. Accuracies are not computed here:
+scripts/bench_runtime_plot.py --rows joins the speed ratios with run.py rows of the same settings. Run it with
+nothing else on the CPU:
 
     python scripts/bench_runtime.py --weights ../shared/weights/vgg16_w0.5_fgsm_rs_e12.pt --width 0.5 \
         --out results/perf/bench_runtime_vgg16_w0.5.md
