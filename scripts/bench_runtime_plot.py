@@ -84,6 +84,7 @@ def accuracy_plot(points: pd.DataFrame, out: str, title: str) -> None:
 
 
 def main() -> None:
+    """Parse the options; write the speed panels and, with --rows, the accuracy plot."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("csv", help="scripts/bench_runtime.py's CSV")
     p.add_argument("--rows", nargs="+", help="run.py rows CSV(s) with the network's rows (A_rob for the accuracy plot)")
