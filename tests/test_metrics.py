@@ -13,6 +13,9 @@ from gdws.core import GDWSConv2d
 from gdws.metrics import count_macs, count_params, device_name, interleaved_fps, measure_fps, measure_speed, size_mb
 
 CALL_S = 0.02  # seconds per forward of SlowNet, whatever the batch size
+# Timing budget per measurement below one SlowNet call: blocked_autorange then times single calls (one to size the
+# block, one measured) instead of blocks of ten; the sleeps make each call's time known, so one call is enough.
+ONE_CALL = CALL_S / 2
 
 
 class SlowNet(nn.Module):
@@ -81,7 +84,7 @@ def test_paper_vgg16_size_is_56_mb():
 
 def test_measure_fps_is_images_per_second_of_the_forward():
     net = SlowNet().train()
-    out = measure_fps(net, (3, 8, 8), batch_size=4, device="cpu", warmup=1, min_run_time=0.2)
+    out = measure_fps(net, (3, 8, 8), batch_size=4, device="cpu", warmup=1, min_run_time=ONE_CALL)
     # sleep() only ever overshoots, so the measured rate is at most the true 4 / CALL_S (= 200 images/s).
     assert 0.5 * 4 / CALL_S < out["fps"] <= 1.02 * 4 / CALL_S
     assert out["batch_size"] == 4 and out["device"] == "cpu"
@@ -93,7 +96,7 @@ def test_measure_fps_is_images_per_second_of_the_forward():
 def test_measure_speed_times_each_batch_size():
     # One SlowNet call takes CALL_S at any batch size, so throughput / fps = the ratio of the batch sizes.
     out = measure_speed(SlowNet(), (3, 8, 8), "cpu", fps_batch_size=1, throughput_batch_size=8, warmup=1,
-                        min_run_time=0.2)
+                        min_run_time=ONE_CALL)
     assert set(out) == {"fps", "throughput", "threads", "device", "fast_inference", "runtime", "runtime_version"}
     assert out["runtime"] == "torch" and out["runtime_version"] == torch.__version__
     assert 0.5 / CALL_S < out["fps"] <= 1.02 / CALL_S
@@ -113,7 +116,7 @@ def test_measure_speed_fast_inference_times_the_network_optimised_for_each_batch
     monkeypatch.setattr(gdws.fast, "optimize_for_inference", optimize)
     quick = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 10))  # far faster than SlowNet by itself
     out = measure_speed(quick, (3, 8, 8), "cpu", throughput_batch_size=4, fast_inference=True, warmup=1,
-                        min_run_time=0.2, select_time=0.03)
+                        min_run_time=ONE_CALL, select_time=0.03)
     assert shapes == [((1, 3, 8, 8), 0.03), ((4, 3, 8, 8), 0.03)]  # chosen per batch size, at the asked timing
     assert out["fast_inference"] is True and out["fps"] <= 1.02 / CALL_S  # the optimised network was timed
 
@@ -128,8 +131,8 @@ class SlowerNet(SlowNet):
 
 def test_measure_speed_times_the_reference_beside_the_model():
     # The converted model (SlowNet) beside its dense original (SlowerNet, 2x the time): the ratio is 2.
-    out = measure_speed(SlowNet(), (3, 8, 8), "cpu", throughput_batch_size=4, warmup=1, min_run_time=0.3,
-                        reference=SlowerNet(), rounds=3)
+    out = measure_speed(SlowNet(), (3, 8, 8), "cpu", throughput_batch_size=4, warmup=1, min_run_time=3 * ONE_CALL,
+                        reference=SlowerNet(), rounds=3)  # min_run_time is split over the rounds
     assert set(out) == {"fps", "throughput", "threads", "device", "fast_inference", "fps_dense", "throughput_dense",
                         "runtime", "runtime_version"}
     assert 1.6 < out["fps"] / out["fps_dense"] < 2.2
@@ -149,7 +152,7 @@ def test_measure_speed_on_a_runtime_times_each_network_compiled_for_it(monkeypat
         return SlowNet() if isinstance(model, SlowerNet) else SlowerNet()
 
     monkeypatch.setattr(gdws.fast.runtimes, "runtime_module", compile_for)
-    out = measure_speed(SlowNet(), (3, 8, 8), "cpu", throughput_batch_size=4, warmup=1, min_run_time=0.3,
+    out = measure_speed(SlowNet(), (3, 8, 8), "cpu", throughput_batch_size=4, warmup=1, min_run_time=3 * ONE_CALL,
                         reference=SlowerNet(), rounds=3, runtime="onnxruntime")
     assert compiled == [("SlowNet", (1, 3, 8, 8), "onnxruntime"), ("SlowerNet", (1, 3, 8, 8), "onnxruntime"),
                         ("SlowNet", (4, 3, 8, 8), "onnxruntime"), ("SlowerNet", (4, 3, 8, 8), "onnxruntime")]
@@ -173,7 +176,7 @@ def test_interleaved_fps_alternates_the_models_each_round():
             return super().forward(x)
 
     fps = interleaved_fps({"a": Tagged("a"), "b": Tagged("b")}, (3, 8, 8), 1, "cpu", rounds=3, warmup=1,
-                          min_run_time=0.05)
+                          min_run_time=ONE_CALL)
     assert order == ["a", "b"] * 3 and set(fps) == {"a", "b"}
     with pytest.raises(ValueError, match="rounds"):
         interleaved_fps({"a": SlowNet()}, (3, 8, 8), 1, "cpu", rounds=0)
