@@ -97,20 +97,23 @@ def test_steps_that_need_a_failed_step_are_skipped(tmp_path):
 
 
 def test_a_step_past_its_time_limit_is_stopped_with_its_children(tmp_path):
-    marker = tmp_path / "child_alive"
+    started, marker = tmp_path / "child_started", tmp_path / "child_alive"
     grandchild = tmp_path / "grandchild.py"
-    grandchild.write_text(f"import time\ntime.sleep(4)\nopen({str(marker)!r}, 'w')\n")
+    grandchild.write_text(f"import time\nopen({str(started)!r}, 'w')\ntime.sleep(2)\nopen({str(marker)!r}, 'w')\n")
     sleeper = tmp_path / "sleeper.py"
     sleeper.write_text(f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, {str(grandchild)!r}])\n"
                        "time.sleep(60)\n")
     steps = [Step("sleeper", 1, [sys.executable, str(sleeper)], 1, gpu_bound=False),
              Step("after", 1, [sys.executable, "-c", "print('after ran')"], 1, gpu_bound=False)]
-    job = DeadlineRun(steps, SCALES["smoke"], tmp_paths(tmp_path), tmp_path / "out", 8.0, fork=False)
+    # the deadline leaves the step 2 s (the rest is the runner's reserve for its final writes)
+    job = DeadlineRun(steps, SCALES["smoke"], tmp_paths(tmp_path), tmp_path / "out", schedule.RESERVE_S + 2.0,
+                      fork=False)
     start = time.monotonic()
     assert job.run() == 1
     assert time.monotonic() - start < 15
     assert job.outcomes["sleeper"].status == "timeout" and job.outcomes["after"].status == "skipped"
-    time.sleep(5)
+    assert started.exists()  # the grandchild was running when its step was stopped
+    time.sleep(max(0.0, started.stat().st_mtime + 2.5 - time.time()))  # past the moment it would have written
     assert not marker.exists()  # the grandchild went down with the step
     with tarfile.open(tmp_path / "out" / "logs.tar.gz") as tar:
         assert "logs/00-sleeper.log" in tar.getnames()
