@@ -13,6 +13,7 @@ images and everything the conversion holds). One JSON line per model.
 
     python scripts/bench_calibration.py --models vgg16                     # 1,024 images, 2x, 2 threads
     python scripts/bench_calibration.py --models resnet20,resnet56,resnet110 --layer-by-layer --plot depth.png
+    python scripts/bench_calibration.py --models vgg16 --rounds 2 --repeat 3 --no-statistics
 """
 from __future__ import annotations
 
@@ -23,10 +24,13 @@ import resource
 import subprocess
 import sys
 import time
+from statistics import median as statistics_median
 
 
-def measure(model_name: str, samples: int, ratio: float, threads: int, rounds: int, layer_by_layer: bool) -> dict:
-    """Run inside the subprocess: time each conversion variant of one model, report peak RSS in MiB."""
+def measure(model_name: str, samples: int, ratio: float, threads: int, rounds: int, layer_by_layer: bool,
+            repeat: int, statistics: bool) -> dict:
+    """Run inside the subprocess: time each conversion variant of one model ``repeat`` times, the variants
+    interleaved (the median and the range of each), and report the peak RSS in MiB."""
     import torch
 
     import gdws
@@ -36,25 +40,28 @@ def measure(model_name: str, samples: int, ratio: float, threads: int, rounds: i
     torch.manual_seed(0)
     model = create_model(model_name).eval()
     images = torch.rand(samples, 3, 32, 32)
-    variants = [("statistics", {"refit": False, "fisher": False}), ("full", {"fisher": True})]
+    variants = [("statistics", {"refit": False, "fisher": False})] * statistics + [("full", {"fisher": True})]
     if rounds:
         variants.append((f"full + {rounds} rounds", {"fisher": True, "refit_rounds": rounds}))
     if layer_by_layer:
         variants.append(("full, layer by layer", {"fisher": True, "sequential": False}))
     for _, kwargs in variants:  # warm-up on 8 images: first-call costs (kernels, fx code generation) not timed
         gdws.convert(model, macs_ratio=ratio, calibration=images[:8], progress=False, **kwargs)
-    times = {}
-    for label, kwargs in variants:
-        start = time.perf_counter()
-        _, report = gdws.convert(model, macs_ratio=ratio, calibration=images, progress=False, **kwargs)
-        times[label] = round(time.perf_counter() - start, 1)
-        if kwargs.get("refit", True):
-            assert report.attrs["calibration_sequential"] == kwargs.get("sequential", True), label
+    times: dict[str, list[float]] = {label: [] for label, _ in variants}
+    for _ in range(repeat):
+        for label, kwargs in variants:
+            start = time.perf_counter()
+            _, report = gdws.convert(model, macs_ratio=ratio, calibration=images, progress=False, **kwargs)
+            times[label].append(round(time.perf_counter() - start, 1))
+            if kwargs.get("refit", True):
+                assert report.attrs["calibration_sequential"] == kwargs.get("sequential", True), label
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+    spread = {f"{k} range s": [min(v), max(v)] for k, v in times.items() if len(v) > 1}
     return {"model": model_name, "samples": samples, "macs_ratio": ratio, "threads": threads,
             "convs": sum(isinstance(m, torch.nn.Conv2d) for m in model.modules()),
-            "layers": int(report["converted"].sum()), **{f"{k} s": v for k, v in times.items()},
-            "peak_rss_MiB": round(peak)}
+            "layers": int(report["converted"].sum()),
+            **{f"{k} s": round(statistics_median(v), 1) for k, v in times.items()},
+            **spread, "peak_rss_MiB": round(peak)}
 
 
 def plot(rows: list[dict], path: str) -> None:
@@ -86,18 +93,21 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=0, help="also time refit_rounds=N (alternating refit)")
     p.add_argument("--layer-by-layer", action="store_true", help="also time the layer-by-layer refit path")
+    p.add_argument("--repeat", type=int, default=1, help="time each variant N times, interleaved (median, range)")
+    p.add_argument("--no-statistics", action="store_true", help="skip the statistics-only variant")
     p.add_argument("--plot", help="PNG of time against converted layers, one line per variant")
     p.add_argument("--inner", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.inner:
         print(json.dumps(measure(args.inner, args.samples, args.ratio, args.threads, args.rounds,
-                                 args.layer_by_layer)))
+                                 args.layer_by_layer, args.repeat, not args.no_statistics)))
         return
     print(f"load average before: {os.getloadavg()[0]:.1f}")
     rows = []
     for name in args.models.split(","):
         cmd = [sys.executable, __file__, "--inner", name, "--samples", str(args.samples), "--ratio", str(args.ratio),
-               "--threads", str(args.threads), "--rounds", str(args.rounds)] + ["--layer-by-layer"] * args.layer_by_layer
+               "--threads", str(args.threads), "--rounds", str(args.rounds), "--repeat", str(args.repeat)]
+        cmd += ["--layer-by-layer"] * args.layer_by_layer + ["--no-statistics"] * args.no_statistics
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         rows.append(json.loads(out))
         print(json.dumps(rows[-1]), flush=True)

@@ -73,13 +73,15 @@ def hooks(modules: dict[str, nn.Module], fn) -> Iterator[None]:
 
 
 def channel_patch_gram(conv: nn.Conv2d, x: Tensor) -> Tensor:
-    """sum over samples and positions of p p^T for each input channel's patches: float64 [C, k, k], k = kh*kw."""
+    """sum over samples and positions of p p^T for each input channel's patches: float64 [C, k, k], k = kh*kw.
+
+    One product per (sample, channel) on the patches as unfolded ([N*C, k, P]: no copy), in x's dtype (sums of P
+    products), summed over the samples in float64."""
     kk = conv.kernel_size[0] * conv.kernel_size[1]
     p = unfold_input(conv, x)  # [N, C*k, P]
     n, _, positions = p.shape
-    p = p.reshape(n, conv.in_channels, kk, positions).permute(1, 2, 0, 3).reshape(conv.in_channels, kk, -1)
-    p = p.to(torch.float64)
-    return p @ p.transpose(1, 2)
+    p = p.reshape(n * conv.in_channels, kk, positions)
+    return (p @ p.transpose(1, 2)).reshape(n, conv.in_channels, kk, kk).sum(0, dtype=torch.float64)
 
 
 class PatchSums:
@@ -166,6 +168,8 @@ def output_gradient_moments(model: nn.Module, names: list[str], images: Tensor, 
             grads = torch.autograd.grad(loss, [probes[n] for n in names], allow_unused=True)
             for n, g in zip(names, grads):
                 if g is not None:
-                    rows = g.permute(0, 2, 3, 1).reshape(-1, g.shape[1]).to(torch.float64)
+                    # float64 (one copy): the factor is whitened and inverted, which amplifies float32 sums' rounding
+                    rows = g.permute(0, 2, 3, 1).to(torch.float64, memory_format=torch.contiguous_format)
+                    rows = rows.reshape(-1, g.shape[1])
                     sums[n] += (rows.T @ rows).cpu()
     return {n: sums[n] / images.shape[0] for n in names}

@@ -7,8 +7,9 @@ y_hat = P z + b, z the depthwise output at one position. Layer after layer, in f
 
 where z is computed on the CONVERTED network's input to the layer (so each refit also absorbs the error of the
 layers before it) and y is the ORIGINAL conv's output on the ORIGINAL network's input. Z^T Z and Z^T Y (with a
-column of ones for the bias) are accumulated in float64 over batches, so memory is one batch's activations of
-one layer plus (G+1)^2 + (G+1) M numbers; the normal equations are solved with a ridge scaled to the trace.
+column of ones for the bias) are accumulated in float64 over batches (each batch's products in the activations'
+dtype on centred rows, see Moments), so memory is one batch's activations of one layer plus (G+1)^2 + (G+1) M
+numbers; the normal equations are solved in float64 with a ridge scaled to the trace.
 Cost: the sequential path (gdws.core.sequential) feeds each layer the cached activations of both networks,
 so the refit of a whole network costs about one forward pass of each; the layer-by-layer path here (the
 fallback for forwards that cannot be cut into pieces) runs the calibration set through both networks up to
@@ -17,6 +18,7 @@ A solution is kept only when it lowers the layer's calibration error, so a refit
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -60,9 +62,51 @@ def input_at(model: nn.Module, module: nn.Module, x: Tensor) -> Tensor:
     return _first_call(model, module, x)[0]
 
 
-def _rows(t: Tensor) -> Tensor:
-    """[N, F, H, W] -> [N*H*W, F] in float64 (one row per output position)."""
-    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1]).to(torch.float64)
+def _centred_rows(t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """t [N, F, ...] as rows [R, F] (one per sample and position), minus their mean, in t's dtype and on its device;
+    that mean [F] (in t's dtype: exactly what was subtracted) and the centred rows' sum [F] (what the rounding of the
+    mean and of the subtraction left), both as float64 on the CPU."""
+    f, count = t.shape[1], t.shape[0] * math.prod(t.shape[2:])
+    # any value near the mean centres the rows; the exact sums follow from the residual sum (a small term)
+    mean = t.mean([0, *range(2, t.dim())]) if count else t.new_zeros(f)
+    rows = torch.empty(t.movedim(1, -1).shape, dtype=t.dtype, device=t.device)
+    torch.sub(t.movedim(1, -1), mean, out=rows)  # the move to rows and the centring in one pass
+    rows = rows.reshape(count, f)
+    return rows, mean.to("cpu", torch.float64), rows.sum(0).to("cpu", torch.float64)
+
+
+class Moments:
+    """[Z 1]^T [Z 1] (``gram``), [Z 1]^T Y (``cross``) and ||Y||^2 (``target_sq``) of feature rows Z and target rows Y,
+    accumulated in float64 over batches (the column of ones fits a bias).
+
+    Each batch's products run in ``dtype``, by default the activations' own (float32 for a float32 network: about
+    twice float64's speed on a CPU, and no float64 copy of the rows), on rows centred by the batch mean, and the
+    mean's terms are added in float64 (Z = Zc + 1 m^T gives Z^T Z = Zc^T Zc + s m^T + m s^T + R m m^T, s = Zc^T 1):
+    a product's rounding then scales with the spread of the values, not with their mean, which is large after a
+    ReLU.
+    """
+
+    def __init__(self, features: int, targets: int, dtype: torch.dtype | None = None) -> None:
+        self.dtype = dtype  # the products' dtype; None: the activations' own
+        self.gram = torch.zeros(features + 1, features + 1, dtype=torch.float64)
+        self.cross = torch.zeros(features + 1, targets, dtype=torch.float64)
+        self.target_sq = 0.0
+
+    def add(self, z: Tensor, y: Tensor) -> None:
+        """One batch: features z [N, F, ...] and targets y [N, M, ...], one row per sample and trailing position."""
+        if self.dtype is not None:
+            z, y = z.to(self.dtype), y.to(self.dtype)
+        (zc, mz, sz), (yc, my, sy) = _centred_rows(z), _centred_rows(y)
+        r, f = zc.shape
+        outer = torch.outer
+        self.gram[:f, :f] += (zc.T @ zc).cpu().to(torch.float64) + outer(sz, mz) + outer(mz, sz) + r * outer(mz, mz)
+        ones = sz + r * mz  # Z^T 1
+        self.gram[:f, f] += ones
+        self.gram[f, :f] += ones
+        self.gram[f, f] += r
+        self.cross[:f] += (zc.T @ yc).cpu().to(torch.float64) + outer(sz, my) + outer(mz, sy) + r * outer(mz, my)
+        self.cross[f] += sy + r * my
+        self.target_sq += float(yc.square().sum(dtype=torch.float64) + 2 * (sy @ my) + r * (my @ my))
 
 
 @dataclass
@@ -93,36 +137,29 @@ def _solve(gram: Tensor, cross: Tensor, ridge: float) -> Tensor:
 
 
 class PointwiseSystem:
-    """Z^T Z, Z^T Y and ||Y||^2 of one GDWS layer's pointwise refit, accumulated in float64 over batches."""
+    """The Moments of one GDWS layer's pointwise refit: Z the depthwise outputs, Y the original conv's outputs."""
 
     def __init__(self, layer: GDWSConv2d) -> None:
         if not isinstance(layer, GDWSConv2d):
             raise ValueError(f"expected a GDWSConv2d in the converted model, got {type(layer).__name__}")
         self.layer = layer
-        g_total = layer.num_intermediate
-        self.gram = torch.zeros(g_total + 1, g_total + 1, dtype=torch.float64)
-        self.cross = torch.zeros(g_total + 1, layer.out_channels, dtype=torch.float64)
-        self.target_sq = 0.0
+        self.moments = Moments(layer.num_intermediate, layer.out_channels)
 
     def add(self, x: Tensor, y: Tensor) -> None:
         """One batch: ``x`` the layer's input in the converted network, ``y`` the original conv's output."""
-        layer, y = self.layer, _rows(y)
-        if layer.depthwise is not None:
-            z = _rows(layer.depthwise(x.index_select(1, layer.index)))
-            z = torch.cat([z, torch.ones(z.shape[0], 1, dtype=z.dtype, device=z.device)], 1)
-        else:  # G = 0: only the bias can be fitted
-            z = torch.ones(y.shape[0], 1, dtype=y.dtype, device=y.device)
-        self.gram += (z.T @ z).cpu()
-        self.cross += (z.T @ y).cpu()
-        self.target_sq += float(y.square().sum())
+        layer = self.layer
+        # G = 0: no feature, only the bias can be fitted
+        z = layer.depthwise(x.index_select(1, layer.index)) if layer.depthwise is not None else y[:, :0]
+        self.moments.add(z, y)
 
     def solve(self, ridge: float) -> RefitStats:
         """Write the least-squares pointwise stage into the layer where it lowers the error; the errors."""
-        layer, target_sq = self.layer, self.target_sq
+        layer, m = self.layer, self.moments
+        gram, cross, target_sq = m.gram, m.cross, m.target_sq
         current = _current(layer)
-        solution = _solve(self.gram, self.cross, ridge)
-        before = sq_error(current, self.gram, self.cross, target_sq)
-        after = sq_error(solution, self.gram, self.cross, target_sq)
+        solution = _solve(gram, cross, ridge)
+        before = sq_error(current, gram, cross, target_sq)
+        after = sq_error(solution, gram, cross, target_sq)
         applied = bool(torch.isfinite(solution).all()) and after < before
         if applied:
             _assign(layer, solution)

@@ -31,28 +31,35 @@ from torch import Tensor, nn
 
 from .alphas import unfold_input
 from .layer import GDWSConv2d
-from .refit import RefitStats, _assign, _current, _rows, _solve, layer_pairs, refit_layer, sq_error
+from .refit import Moments, RefitStats, _assign, _current, _solve, layer_pairs, refit_layer, sq_error
 
 
 class PatchSystem:
-    """(U, V, sum ||y||^2) of one GDWS layer (see the module docstring), accumulated in float64 over batches."""
+    """(U, V, sum ||y||^2) of one GDWS layer (see the module docstring): the Moments of its input patches and the
+    original conv's output, accumulated in float64 over batches."""
 
     def __init__(self, layer: GDWSConv2d) -> None:
         self.layer = layer
         ckk = layer.in_channels * layer.kernel_size[0] * layer.kernel_size[1]
-        self.u = torch.zeros(ckk + 1, ckk + 1, dtype=torch.float64)
-        self.v = torch.zeros(layer.out_channels, ckk + 1, dtype=torch.float64)
-        self.target_sq = 0.0
+        # float64 products: the depthwise step solves systems built from blocks of U, whose conditioning amplifies
+        # float32 sums' rounding far beyond the float32 weights' own (measured against brute-force least squares)
+        self.moments = Moments(ckk, layer.out_channels, torch.float64)
+
+    @property
+    def u(self) -> Tensor:
+        return self.moments.gram
+
+    @property
+    def v(self) -> Tensor:
+        return self.moments.cross.T
+
+    @property
+    def target_sq(self) -> float:
+        return self.moments.target_sq
 
     def add(self, x: Tensor, y: Tensor) -> None:
         """One batch: ``x`` the layer's input in the converted network, ``y`` the original conv's output."""
-        y = _rows(y)
-        q = unfold_input(self.layer, x)  # [N, CKK, P]: the patches the layer reads
-        q = q.transpose(1, 2).reshape(-1, self.u.shape[0] - 1).to(torch.float64)
-        q = torch.cat([q, torch.ones(q.shape[0], 1, dtype=q.dtype, device=q.device)], 1)
-        self.u += (q.T @ q).cpu()
-        self.v += (y.T @ q).cpu()
-        self.target_sq += float(y.square().sum())
+        self.moments.add(unfold_input(self.layer, x), y)  # the patches the layer reads, [N, CKK, P]
 
     def solve(self, rounds: int, ridge: float) -> RefitStats:
         """Pointwise refit, then ``rounds`` rounds of (depthwise step, pointwise step); the best step is kept."""
@@ -69,14 +76,33 @@ def patch_moments(original: nn.Module, converted: nn.Module, name: str, images: 
     return system.u, system.v, system.target_sq
 
 
-def _stage_map(depthwise: Tensor, index: Tensor, in_channels: int) -> Tensor:
-    """A [(G+1), CKK+1]: row i holds depthwise[i] in the columns of channel index[i]; the last row keeps the 1."""
-    g_total, kk = depthwise.shape
-    a = torch.zeros(g_total + 1, in_channels * kk + 1, dtype=torch.float64)
-    cols = index[:, None] * kk + torch.arange(kk)[None]
-    a[torch.arange(g_total)[:, None], cols] = depthwise
-    a[g_total, -1] = 1.0
-    return a
+def _padded(d: Tensor, index: Tensor, channels: int) -> tuple[Tensor, Tensor]:
+    """The kernels d [G, KK] grouped by input channel, [C, g_max, KK] (zero rows after a channel's own), and each
+    kernel's row in that layout flattened to [C * g_max] (index is sorted: channel by channel)."""
+    counts = torch.bincount(index, minlength=channels)
+    g_max = int(counts.max()) if index.numel() else 0
+    first = torch.cumsum(counts, 0) - counts
+    slot = index * g_max + torch.arange(index.numel()) - first[index]
+    out = d.new_zeros(channels * g_max, d.shape[1])
+    out[slot] = d
+    return out.reshape(channels, g_max, -1), slot
+
+
+def _stage_moments(d: Tensor, index: Tensor, u: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """Z^T Z = A U A^T [(G+1)^2] and Z^T Y = A V^T [(G+1), M] of depthwise kernels d [G, KK], where row i of A maps q
+    to z_i = d_i^T p_{c(i)} (its only non-zeros: d_i in channel index[i]'s columns) and the last row keeps the 1.
+    A is never formed: one batched product per input channel, (G + 1) * CKK * KK multiply-adds instead of the
+    (G + 1) * (CKK + 1)^2 of a dense A U."""
+    g_total, kk = d.shape
+    channels = (u.shape[0] - 1) // kk
+    dp, slot = _padded(d, index, channels)                                            # [C, g_max, KK]
+    au = torch.bmm(dp, u[:-1].reshape(channels, kk, -1)).reshape(-1, u.shape[1])[slot]  # rows of A U: [G, CKK+1]
+    au = torch.cat([au, u[-1:]])
+    blocks = au[:, :-1].reshape(g_total + 1, channels, kk).transpose(0, 1)            # [C, G+1, KK]
+    gram = torch.bmm(blocks, dp.transpose(1, 2)).transpose(0, 1).reshape(g_total + 1, -1)[:, slot]
+    gram = torch.cat([gram, au[:, -1:]], 1)
+    cross = torch.bmm(dp, v[:, :-1].reshape(-1, channels, kk).permute(1, 2, 0)).reshape(-1, v.shape[0])[slot]
+    return gram, torch.cat([cross, v[:, -1][None]])
 
 
 #: Largest number of depthwise unknowns (G * KK) solved jointly: (G KK)^2 float64 numbers, 170 MB at this size.
@@ -155,11 +181,7 @@ def _alternate(layer: GDWSConv2d, u: Tensor, v: Tensor, target_sq: float, rounds
     index = layer.index.cpu()
     depthwise = layer.depthwise.weight.detach().reshape(-1, kk).to(torch.float64).cpu()
 
-    def moments(d: Tensor) -> tuple[Tensor, Tensor]:  # Z^T Z and Z^T Y of depthwise kernels d
-        a = _stage_map(d, index, layer.in_channels)
-        return a @ u @ a.T, a @ v.T
-
-    gram, cross = moments(depthwise)
+    gram, cross = _stage_moments(depthwise, index, u, v)
     w = _current(layer)
     before = sq_error(w, gram, cross, target_sq)
     after, best = before, None
@@ -167,7 +189,7 @@ def _alternate(layer: GDWSConv2d, u: Tensor, v: Tensor, target_sq: float, rounds
         if step:
             depthwise = (_depthwise_joint(w, u, v, index, kk, ridge) if index.numel() * kk <= JOINT_LIMIT
                          else _depthwise_sweep(depthwise, w, u, v, index, kk, ridge))
-            gram, cross = moments(depthwise)
+            gram, cross = _stage_moments(depthwise, index, u, v)
         w = _solve(gram, cross, ridge)
         err = sq_error(w, gram, cross, target_sq)
         if not (torch.isfinite(w).all() and torch.isfinite(depthwise).all()) or err >= after:

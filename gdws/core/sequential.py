@@ -161,16 +161,18 @@ def cut_forward(model: nn.Module, converted: nn.Module, names: list[str], check:
 
 
 def _refit_bytes(layer: GDWSConv2d, out_positions: int, rounds: int) -> tuple[float, float]:
-    """(bytes per image, fixed bytes) that refitting ``layer`` holds beyond the cached values: the float64 rows
-    of one image, and the normal equations (three copies: the sums, one batch's product, the solve)."""
+    """(bytes per image, fixed bytes) that refitting ``layer`` holds beyond the cached values (refit.Moments): per
+    image, its float32 depthwise input and output, their centred rows and the centred target; fixed, the normal
+    equations four times (the sums, one batch's product and its float64 copy, the solve)."""
     g, m, kk = layer.num_intermediate, layer.out_channels, layer.kernel_size[0] * layer.kernel_size[1]
     ckk = layer.in_channels * kk
-    per_image = out_positions * (8 * (m + g + 1) + 4 * g * (1 + layer.stride[0] * layer.stride[1]))
-    fixed = 3 * 8 * ((g + 1) ** 2 + (g + 1) * m)
-    if rounds and g:
-        per_image += out_positions * 12 * (ckk + 1)
+    per_image = out_positions * 4 * (g * (2 + layer.stride[0] * layer.stride[1]) + m)
+    fixed = 4 * 8 * ((g + 1) ** 2 + (g + 1) * m)
+    if rounds and g:  # the patches in float32, as float64 rows and centred; the target as float64 rows, centred
+        per_image += out_positions * (20 * (ckk + 1) + 16 * m)
         joint = (g * kk) ** 2 if g * kk <= JOINT_LIMIT else g * ckk
-        fixed += 3 * 8 * ((ckk + 1) ** 2 + m * (ckk + 1)) + 8 * joint
+        # U and V four times, the depthwise system, and A U grouped by channel (at most CKK rows)
+        fixed += 4 * 8 * ((ckk + 1) ** 2 + m * (ckk + 1)) + 8 * joint + 8 * ckk * (ckk + 1)
     return per_image, fixed
 
 
