@@ -1,5 +1,6 @@
-"""Shared pytest fixtures: the real CIFAR-10 folder, the job config run.py would compose, and one trained smoke
-network per session (the pipeline tests copy it instead of each training their own)."""
+"""Shared pytest fixtures: the real CIFAR-10 folder, the job config run.py would compose, one trained smoke
+network per session (the pipeline tests copy it instead of each training their own), one intra-op thread, and
+form selection timed by single calls."""
 from __future__ import annotations
 
 import itertools
@@ -7,8 +8,10 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -105,6 +108,28 @@ def cifar10_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("cifar10")
     subprocess.run([sys.executable, str(SHARED_BUILD), str(out)], check=True, capture_output=True)
     return out
+
+
+def one_timed_call(module: Callable, x: torch.Tensor, min_run_time: float) -> SimpleNamespace:
+    """``gdws.fast.timing.time_call`` with a single timed call (after its warm-up call) instead of blocked_autorange's
+    blocks: a real time, noisier, for a fraction of the cost (blocked_autorange sizes each block by timing growing
+    blocks, tens of calls even under a tiny ``min_run_time``)."""
+    with torch.inference_mode():
+        module(x)
+        start = time.perf_counter()
+        module(x)
+        return SimpleNamespace(median=time.perf_counter() - start)
+
+
+@pytest.fixture
+def one_call_timing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Form selection (gdws.fast: optimize_for_inference, the latency budget, exports) times each candidate by one
+    call (:func:`one_timed_call`), for tests whose point is not the timing itself: every candidate is still built,
+    checked and timed in rounds, and the choice made by the same rule, for thousands of calls fewer. The timing is
+    exercised as it is by test_fast's per-layer choice, test_latency and the slow variants."""
+    from gdws.fast import timing
+
+    monkeypatch.setattr(timing, "time_call", one_timed_call)
 
 
 @pytest.fixture

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import json
-import time
 import warnings
-from types import SimpleNamespace
 
 import onnxruntime as ort
 import pytest
@@ -13,7 +11,6 @@ import torch
 from gdws.cli import main
 from gdws.cli.artifact import load_converted_file
 from gdws.fast import latency_table as latency_table_module
-from gdws.fast import timing as timing_module
 from gdws.core import GDWSConv2d
 from gdws.models import create_model
 
@@ -27,7 +24,7 @@ def checkpoint(tmp_path):
     return path, model
 
 
-def test_convert_then_export_round_trip(checkpoint, tmp_path, capsys, one_thread):
+def test_convert_then_export_round_trip(checkpoint, tmp_path, capsys, one_thread, one_call_timing):
     ckpt, model = checkpoint
     out, onnx_file = tmp_path / "conv.pt", tmp_path / "m.onnx"
     assert main(["convert", str(ckpt), "--model", "resnet20", "--width", "0.5", "--macs-ratio", "2", "-o", str(out)]) == 0
@@ -45,20 +42,11 @@ def test_convert_then_export_round_trip(checkpoint, tmp_path, capsys, one_thread
         assert abs(sess.run(None, {"input": x.numpy()})[0] - rebuilt(x).numpy()).max() <= 1e-4
 
 
-def _one_timed_call(module, x: torch.Tensor, min_run_time: float) -> SimpleNamespace:
-    """gdws.fast.timing.time_call with a single timed call (after its warm-up call) instead of blocked_autorange's
-    blocks: real times, noisier, at a fraction of the cost (the form selection times thousands of candidates)."""
-    with torch.inference_mode():
-        module(x)
-        start = time.perf_counter()
-        module(x)
-        return SimpleNamespace(median=time.perf_counter() - start)
-
-
 @pytest.mark.parametrize("timing", ["one call", pytest.param("blocked_autorange", marks=pytest.mark.slow)])
-def test_convert_with_speedup_reports_each_layer(checkpoint, tmp_path, capsys, monkeypatch, one_thread, timing):
+def test_convert_with_speedup_reports_each_layer(checkpoint, tmp_path, capsys, monkeypatch, one_thread, timing,
+                                                 request):
     """--speedup end to end on synthetic latency tables; selection and the final timing are real (in the default
-    suite timed one call per measurement; gdws.fast.timing's own timing in the slow one)."""
+    suite timed one call per measurement, conftest.one_call_timing; gdws.fast.timing's own timing in the slow one)."""
     def fake_table(shape, device, min_run_time=0.05, rounds=5, runtime="torch"):
         grid = shape.grid()
         return {"G": grid, "seconds": [1e-6 * (1 + g) for g in grid], "form": ["straightforward"] * len(grid),
@@ -66,7 +54,7 @@ def test_convert_with_speedup_reports_each_layer(checkpoint, tmp_path, capsys, m
 
     monkeypatch.setattr(latency_table_module, "measure_table", fake_table)
     if timing == "one call":
-        monkeypatch.setattr(timing_module, "time_call", _one_timed_call)
+        request.getfixturevalue("one_call_timing")
     ckpt, _ = checkpoint
     out = tmp_path / "fast.pt"
     with warnings.catch_warnings():

@@ -220,7 +220,7 @@ def test_a_dense_network_gets_the_layout_choice_its_gdws_version_gets(monkeypatc
         assert torch.allclose(torch.jit.script(opt)(x), dense(x), atol=1e-4, rtol=1e-4)
 
 
-def test_optimize_restricted_forms_and_training_warning(small_converted):
+def test_optimize_restricted_forms_and_training_warning(small_converted, one_call_timing):
     x = torch.rand(1, 3, 32, 32)
     with pytest.warns(UserWarning, match="eval-mode inference only"):
         opt, table = optimize_for_inference(small_converted.train(), x, forms=("unfold",), min_run_time=0.005,
@@ -230,7 +230,7 @@ def test_optimize_restricted_forms_and_training_warning(small_converted):
     assert not opt.training
 
 
-def test_onnx_export_parity(small_converted, tmp_path):
+def test_onnx_export_parity(small_converted, tmp_path, one_call_timing):
     x = torch.rand(2, 3, 32, 32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

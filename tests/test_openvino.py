@@ -75,7 +75,7 @@ def test_export_refuses_an_ir_that_differs(tmp_path, one_thread):
         export_openvino(model, torch.rand(1, 3, 32, 32), tmp_path / "ir", reference=other)
 
 
-def test_cli_exports_openvino_and_says_where(tmp_path, capsys, one_thread):
+def test_cli_exports_openvino_and_says_where(tmp_path, capsys, one_thread, one_call_timing):
     pytest.importorskip("openvino")
     torch.manual_seed(0)
     ckpt, out, ir = tmp_path / "ckpt.pt", tmp_path / "conv.pt", tmp_path / "ir"

@@ -155,7 +155,8 @@ def test_two_jobs_racing_for_one_training_train_it_once(tmp_path):
 
 # ---------------------------------------------------------------- in-process runs on the session's network
 
-def test_a_copied_project_reuses_its_network_and_the_run_prints_its_summary(run_smoke, smoke_project, capsys):
+def test_a_copied_project_reuses_its_network_and_the_run_prints_its_summary(run_smoke, smoke_project, capsys,
+                                                                            one_call_timing):
     # two converted layers (features.3 and .7): form selection times every candidate form of every GDWS layer
     row = run_smoke("gdws.alphas=none", "gdws.max_channels=8", "gdws.exclude=[features.??]", "attack=none",
                     "metrics.fast_inference=true", "metrics.fps_vs_dense=false", "logger=none")
