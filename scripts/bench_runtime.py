@@ -6,7 +6,8 @@ chosen at 1 thread), then times every network on every runtime interleaved in on
 robin), per thread count and batch size: median and spread (min-max over rounds) of the paired dense / GDWS ratio.
 Also times one GDWS layer's depthwise and pointwise stages apart on each runtime. Accuracies are not computed here:
 scripts/bench_runtime_plot.py --rows joins the speed ratios with run.py rows of the same settings. Run it with
-nothing else on the CPU:
+nothing else on the CPU (or convert and choose once with --networks FILE --choose-only, then re-time from FILE
+while the machine is quiet):
 
     python scripts/bench_runtime.py --weights ../shared/weights/vgg16_w0.5_fgsm_rs_e12.pt --width 0.5 \
         --out results/perf/bench_runtime_vgg16_w0.5.md
@@ -138,14 +139,35 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=0.3, help="seconds per network and round")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--out", required=True, help="markdown file; a CSV beside it")
+    p.add_argument("--networks", help="file of the converted networks in their chosen forms: written after choosing; "
+                   "when it exists, read instead of converting and choosing (to re-time on a quiet machine)")
+    p.add_argument("--choose-only", action="store_true", help="stop after writing --networks")
     args = p.parse_args()
     torch.manual_seed(0)
     ratios, runtimes = [float(r) for r in args.ratios.split(",")], args.runtimes.split(",")
-    dense = load_checkpoint(create_model("vgg16", width=args.width), args.weights).eval()
-    nets = convert_all(dense, ratios, args.samples, args.data)
+    batches = [int(b) for b in args.batches.split(",")]
+    if args.choose_only and not args.networks:
+        p.error("--choose-only needs --networks FILE")
+    if args.networks and os.path.exists(args.networks):
+        saved = torch.load(args.networks, weights_only=False)  # our own file, written below
+        nets, chosen = saved["nets"], saved["chosen"]
+        wanted = {(rt, b) for rt in runtimes for b in batches}
+        if not wanted <= set(chosen) or set(nets) != {"dense", *(f"{r:g}x" for r in ratios)}:
+            p.error(f"{args.networks} holds {sorted(nets)} chosen for {sorted(chosen)}: not these --ratios, "
+                    "--runtimes and --batches (delete it to convert and choose again)")
+        chosen = {k: v for k, v in chosen.items() if k in wanted}
+    else:
+        dense = load_checkpoint(create_model("vgg16", width=args.width), args.weights).eval()
+        nets = convert_all(dense, ratios, args.samples, args.data)
+        torch.set_num_threads(1)
+        chosen = select(nets, runtimes, batches, args.select_time)
+        if args.networks:
+            torch.save({"nets": nets, "chosen": chosen}, args.networks)
+            print(f"wrote {args.networks}", flush=True)
+    if args.choose_only:
+        return
     macs = {k: count_macs(m) for k, m in nets.items()}
     torch.set_num_threads(1)
-    chosen = select(nets, runtimes, [int(b) for b in args.batches.split(",")], args.select_time)
     table = time_all(chosen, [int(t) for t in args.threads.split(",")], args.seconds, args.rounds)
     table["mac_ratio"] = table["net"].map(lambda k: macs["dense"] / macs[k])
     torch.set_num_threads(1)
