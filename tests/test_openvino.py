@@ -114,7 +114,8 @@ def test_a_smoke_run_times_fps_on_openvino(run_smoke, capsys):
     pytest.importorskip("openvino")
     from gdws.fast.openvino_runtime import openvino_version
 
-    row = run_smoke("gdws.macs_ratio=1.5", "attack=none", "metrics.runtime=openvino", "metrics.min_run_time=0.3",
+    # a timing budget of a few calls per measurement: the point is what runs the networks, not their rates
+    row = run_smoke("gdws.macs_ratio=1.5", "attack=none", "metrics.runtime=openvino", "metrics.min_run_time=0.003",
                     "metrics.throughput_batch_size=8", "metrics.warmup=1")
     assert row["runtime"] == "openvino" and row["runtime_version"] == openvino_version()
     assert row["gdws_layers"] > 0 and row["threads"] == 1
