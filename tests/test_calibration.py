@@ -11,8 +11,9 @@ from torch import nn
 import gdws
 from gdws.core.allocation import Decomposition, lego_g
 from gdws.core.calibration import input_second_moments
-from gdws.core.refit import refit_pointwise
+from gdws.core.refit import output_at, refit_pointwise
 from gdws.models import create_model
+from bn_stats import randomize_bn
 
 
 def correlated_input(n: int, c: int, hw: int, seed: int = 0) -> torch.Tensor:
@@ -268,3 +269,60 @@ def test_the_one_pass_statistics_equal_the_two_passes() -> None:
     for n in names:
         torch.testing.assert_close(moments[n], want_moments[n], rtol=1e-12, atol=0)
         torch.testing.assert_close(curvature[n], want_curvature[n], rtol=1e-12, atol=0)
+
+
+def _block_input_and_output(model: nn.Module, block: nn.Module, x: torch.Tensor) -> tuple:
+    """(input, pre-ReLU output bn2(conv2(.)) + shortcut(input)) of a CIFAR ResNet basic block."""
+    seen = {}
+    hooks = [block.register_forward_hook(lambda m, i, o: seen.setdefault("x", i[0])),
+             block.bn2.register_forward_hook(lambda m, i, o: seen.setdefault("main", o))]
+    with torch.no_grad():
+        model(x)
+    for h in hooks:
+        h.remove()
+    return seen["x"], seen["main"] + block.shortcut(seen["x"])
+
+
+def test_the_residual_target_refits_a_blocks_second_conv_to_the_blocks_output() -> None:
+    model = randomize_bn(create_model("resnet20", width=0.5).eval(), 0.2, (0.5, 1.5))
+    x = torch.rand(32, 3, 32, 32)
+    kw = dict(macs_ratio=2.5, calibration=x, fisher=False, progress=False)
+    plain, _ = gdws.convert(model, **kw)
+    fitted, report = gdws.convert(model, residual_target=True, **kw)
+    name = "layer1.1.conv2"  # its block's input already carries the error of the converted block before it
+    assert report.set_index("name").loc[name, "converted"]
+    x_orig, want = _block_input_and_output(model, model.layer1[1], x)
+    errors = {}
+    for label, net in (("plain", plain), ("residual", fitted)):
+        _, got = _block_input_and_output(net, net.layer1[1], x)
+        errors[label] = float((got - want).square().sum())
+    # the block's first conv and everything before it are fitted alike; its second conv then minimises the
+    # block's output error (least squares), which the plain target does not
+    assert errors["residual"] < errors["plain"]
+    bn = model.layer1[1].bn2
+    scale = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach()
+    x_conv, got = _block_input_and_output(fitted, fitted.layer1[1], x)
+    with torch.no_grad():  # the target: the conv's output plus the shortcut's error divided by the BN scale
+        shortcut = model.layer1[1].shortcut
+        error = (shortcut(x_orig) - shortcut(x_conv)) / scale[:, None, None]
+        target = output_at(model, model.layer1[1].conv2, x) + error
+    # the reported error is relative to it: ||(block output error) / a||^2 / ||target||^2
+    measured = float(((want - got) / scale[:, None, None]).square().sum() / target.square().sum())
+    assert report.set_index("name").loc[name, "calib_err_after"] == pytest.approx(measured, rel=1e-3)
+
+
+def test_batchnorm_recalibration_gives_the_converted_networks_own_statistics() -> None:
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8),
+                        nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten()).eval()
+    x = torch.rand(32, 3, 8, 8)
+    converted, report = gdws.convert(net, macs_ratio=2.0, input_size=(3, 8, 8), calibration=x, batch_size=32,
+                                     bn_recalibration=True, progress=False)
+    assert report.attrs["calibration_bn_recalibrated"] == 1 and not converted.training
+    with torch.no_grad():
+        z = converted[2](converted[1](converted[0](x)))  # the BatchNorm's input in the converted network
+    bn = converted[3]
+    torch.testing.assert_close(bn.running_mean, z.mean((0, 2, 3)), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(bn.running_var, z.var((0, 2, 3), unbiased=True), rtol=1e-5, atol=1e-6)
+    assert bn.momentum == net[3].momentum
+    torch.testing.assert_close(net[3].running_var, torch.ones(8))  # the original is untouched

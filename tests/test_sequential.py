@@ -145,3 +145,15 @@ def test_the_measured_peak_of_a_conversion_stays_under_its_budget() -> None:
     grown = m["peak"] - m["base"]
     assert grown > 2 ** 25, "the conversion grew the process by under 32 MiB: the peak was not measured"
     assert grown <= budget * 2 ** 30, f"peak grew by {grown / 2 ** 30:.2f} GiB over the {budget} GiB budget"
+
+
+@pytest.mark.parametrize("build", [vgg_like, resnet, lambda: create_model("resnet20", width=0.25).eval()])
+def test_the_residual_shortcut_is_found_for_each_blocks_second_conv_and_nowhere_else(build) -> None:
+    model = build()
+    names = [n for n, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)][1:]
+    size = 16 if build is vgg_like else 32
+    pieces = cut_forward(model, model, names, torch.rand(2, 3, size, size), residual=True)
+    found = {p.layer for p in pieces if p.shortcut is not None}
+    # a basic block's second conv meets the shortcut (after its BatchNorm in ResNet-20, directly in PreAct ResNet,
+    # whose projection shortcut is computed before the block's first conv); a plain stack has none
+    assert found == {n for n in names if n.endswith("conv2")}

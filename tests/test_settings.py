@@ -29,6 +29,8 @@ def test_defaults_are_the_measured_best_and_fisher_follows_whitening() -> None:
     ({"ridge": float("nan")}, "ridge"),
     ({"batch_size": 0}, "batch_size must be an int >= 1"),
     ({"calibration_memory": -1}, "calibration_memory"),
+    ({"residual_target": True, "sequential": False}, "residual_target=True changes the sequential refit"),
+    ({"bn_recalibration": 1}, "bn_recalibration must be true or false"),
     ({"refit_round": 2}, r"unknown calibration setting\(s\) \['refit_round'\]"),
 ])
 def test_a_bad_setting_is_one_clear_error_wherever_it_comes_from(options, message) -> None:

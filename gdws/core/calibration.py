@@ -119,6 +119,24 @@ def input_second_moments(model: nn.Module, names: list[str], images: Tensor,
     return sums.means()
 
 
+def recalibrate_batchnorm(model: nn.Module, images: Tensor, batch_size: int = 64) -> int:
+    """Re-estimate the running mean and variance of every BatchNorm of ``model`` that tracks them, in place: the
+    averages over all of ``images`` (momentum None: a cumulative average, independent of the batch order), every
+    other module in eval mode, no gradient. Returns how many BatchNorms were re-estimated."""
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    momenta = [m.momentum for m in norms]
+    with eval_mode(model), torch.no_grad():
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None
+            m.train()  # normalise by each batch's statistics while the running averages gather
+        for x in batches(images, model, batch_size):
+            model(x)
+    for m, momentum in zip(norms, momenta):
+        m.momentum = momentum
+    return len(norms)
+
+
 def layer_statistics(model: nn.Module, names: list[str], images: Tensor, batch_size: int, whiten: bool,
                      fisher: bool) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
     """(input_second_moments if whiten, output_gradient_moments if fisher), in ONE pass when both are asked for

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from .allocation import Decomposition, check_beta, check_max_channels, lego_g, mego_g
 from .budget import BudgetLayer, allocate_macs, check_macs_ratio
-from .calibration import calibration_images, layer_statistics
+from .calibration import calibration_images, layer_statistics, recalibrate_batchnorm
 from .discovery import default_example_input, eval_mode, skip_reasons, trace_layers
 from .layer import GDWSConv2d
 from .sequential import refit_network
@@ -165,6 +165,9 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
         stats, report.attrs["calibration_sequential"] = refit_network(model, converted, order, images, settings)
         report["calib_err_before"] = report["name"].map({n: s.before for n, s in stats.items()})
         report["calib_err_after"] = report["name"].map({n: s.after for n, s in stats.items()})
+    if images is not None and settings.bn_recalibration:
+        report.attrs["calibration_bn_recalibrated"] = recalibrate_batchnorm(converted, images, settings.batch_size)
+    if images is not None and settings.refit:
         if implicit:  # refit on the explicit layers, then keep the same function as plain convs
             for n in order:
                 converted.set_submodule(n, converted.get_submodule(n).to_conv())

@@ -36,6 +36,7 @@ from .layer import GDWSConv2d
 from .progress import Progress
 from .refit import PointwiseSystem, RefitStats, refit_layer
 from .refit_alternating import JOINT_LIMIT, PatchSystem, refit_layer_alternating
+from .residual_target import inverse_scale, shortcut_of
 from .settings import GIB, CalibrationSettings
 
 Cache = list[tuple]  # per batch, the values live at one cut
@@ -53,6 +54,8 @@ class Piece:
     conv_input: int = 0
     conv_output: int = 0
     positions: int = 1       # output positions H' W' of its conv
+    shortcut: tuple[fx.GraphModule, fx.GraphModule] | None = None  # its residual block's shortcut value, if any
+    inv_scale: Tensor | None = None  # 1 / the BatchNorm scale between the conv and the shortcut's add (ones if none)
     in_bytes: float = 0.0    # per image: the values at its start
     out_bytes: float = 0.0   # per image: the values at its end
     work_bytes: float = 0.0  # per image: every value it makes (an upper bound on what it holds at once)
@@ -113,9 +116,11 @@ def _chain(pieces: list[Piece], which: str, x: Tensor) -> list[tuple]:
     return values
 
 
-def cut_forward(model: nn.Module, converted: nn.Module, names: list[str], check: Tensor) -> list[Piece] | None:
+def cut_forward(model: nn.Module, converted: nn.Module, names: list[str], check: Tensor,
+                residual: bool = False) -> list[Piece] | None:
     """The pieces of ``model``'s forward cut around each conv in ``names`` (see the module docstring), checked on
-    the images ``check`` against model(x) and converted(x); None where the forward cannot be cut so."""
+    the images ``check`` against model(x) and converted(x); None where the forward cannot be cut so. ``residual``:
+    also find each conv's residual shortcut (gdws.core.residual_target) where it has one."""
     try:
         with eval_mode(model):  # a forward reading self.training is traced as it runs in the refit
             graph = fx.Tracer().trace(model)
@@ -129,6 +134,7 @@ def cut_forward(model: nn.Module, converted: nn.Module, names: list[str], check:
         return None
     cuts = sorted({0, len(nodes)} | {pos[n] for n in calls} | {pos[n] + 1 for n in calls})
     layer_at = {pos[n]: n for n in calls}
+    modules = dict(model.named_modules())
     pieces = []
     try:
         for start, stop in zip(cuts, cuts[1:]):
@@ -140,6 +146,10 @@ def cut_forward(model: nn.Module, converted: nn.Module, names: list[str], check:
             if call is not None:
                 piece.layer = str(call.target)
                 piece.conv_input, piece.conv_output = live_in.index(call.args[0]), live_out.index(call)
+                found = shortcut_of(call, live_in, pos, modules, set(names)) if residual else None
+                if found is not None:
+                    piece.shortcut = tuple(fx.GraphModule(root, found[0]) for root in (model, converted))
+                    piece.inv_scale = inverse_scale(modules.get(found[1]), modules[piece.layer].out_channels)
             pieces.append(piece)
         with torch.no_grad(), eval_mode(model), eval_mode(converted):
             sizes = _Sizes(fx.GraphModule(model, graph))
@@ -149,6 +159,9 @@ def cut_forward(model: nn.Module, converted: nn.Module, names: list[str], check:
                 want = net(check)
                 if not isinstance(want, Tensor) or not torch.allclose(values[-1][0], want, rtol=1e-4, atol=1e-5):
                     return None
+            for p, before, after in zip(pieces, values, values[1:]):
+                if p.shortcut is not None and p.shortcut[1](*before).shape != after[p.conv_output].shape:
+                    p.shortcut = p.inv_scale = None  # a broadcast add: no per-position correction
     except Exception:  # a piece that does not build or run on its own: the layer-by-layer path
         return None
     n = check.shape[0]
@@ -185,8 +198,9 @@ def chunk_size(pieces: list[Piece], converted: nn.Module, samples: int, settings
     for p in pieces:
         work, extra = p.work_bytes, 0.0
         if p.layer is not None:
-            refit_work, extra = _refit_bytes(converted.get_submodule(p.layer), p.positions, settings.refit_rounds)
-            work += refit_work
+            layer = converted.get_submodule(p.layer)
+            refit_work, extra = _refit_bytes(layer, p.positions, settings.refit_rounds)
+            work += refit_work + (8 * layer.out_channels * p.positions if p.shortcut is not None else 0)
         per_image, fixed = max(per_image, work), max(fixed, extra)
     room = settings.memory_bytes - cache - fixed
     if room < per_image:
@@ -211,6 +225,16 @@ def _system(layer: GDWSConv2d, rounds: int) -> PointwiseSystem | PatchSystem:
     return PatchSystem(layer) if rounds and layer.depthwise is not None else PointwiseSystem(layer)
 
 
+def _target(piece: Piece, outputs: tuple, original: tuple, current: tuple) -> Tensor:
+    """The refit target of a conv piece's batch: the original conv's output, plus the shortcut's error divided by
+    the BatchNorm scale where the conv feeds a residual add (gdws.core.residual_target)."""
+    y = outputs[piece.conv_output]
+    if piece.shortcut is None:
+        return y
+    error = piece.shortcut[0](*original) - piece.shortcut[1](*current)
+    return y + error * piece.inv_scale.to(error)[:, None, None]
+
+
 def refit_sequential(model: nn.Module, converted: nn.Module, pieces: list[Piece], images: Tensor,
                      settings: CalibrationSettings, bar: Progress) -> dict[str, RefitStats]:
     """Refit every converted layer that has a piece of its own, in forward order (see the module docstring)."""
@@ -220,12 +244,18 @@ def refit_sequential(model: nn.Module, converted: nn.Module, pieces: list[Piece]
         original = [(x.clone(),) for x in batches(images, converted, batch)]
         current = [(x.clone(),) for x in batches(images, converted, batch)]
         for piece in pieces:
-            original = _run(piece.original, original)
-            if piece.layer is not None:
+            if piece.layer is None:
+                original = _run(piece.original, original)
+            else:
                 bar.set_note(piece.layer)
                 system = _system(converted.get_submodule(piece.layer), settings.refit_rounds)
-                for inputs, outputs in zip(current, original):
-                    system.add(inputs[piece.conv_input], outputs[piece.conv_output])
+                done = []
+                for inputs in current:
+                    before = original.pop(0)
+                    outputs = piece.original(*before)
+                    system.add(inputs[piece.conv_input], _target(piece, outputs, before, inputs))
+                    done.append(outputs)
+                original = done
                 stats[piece.layer] = (system.solve(settings.refit_rounds, settings.ridge)
                                       if isinstance(system, PatchSystem) else system.solve(settings.ridge))
                 bar.update(1)
@@ -240,7 +270,10 @@ def refit_network(model: nn.Module, converted: nn.Module, order: list[str], imag
     pieces = None
     if settings.sequential is not False and order:
         check = images[:2].to(*model_device_dtype(converted))
-        pieces = cut_forward(model, converted, order, check)
+        pieces = cut_forward(model, converted, order, check, settings.residual_target)
+        if pieces is None and settings.residual_target:
+            raise ValueError("residual_target=True needs the sequential refit, but the model's forward cannot be "
+                             "cut into pieces around every converted conv; pass residual_target=False")
         if pieces is None and settings.sequential:
             raise ValueError("sequential=True but the model's forward cannot be cut into pieces around every "
                              "converted conv (torch.fx could not trace it, a conv runs more than once, or the "

@@ -51,6 +51,11 @@ class CalibrationSettings:
         forward can be cut into pieces (checked against model(x)), else the layer-by-layer path; True: required
         (a ValueError where it cannot); False: always the layer-by-layer path (one pass per converted layer).
     progress: a progress bar (layer k of L, with an ETA) on stderr.
+    residual_target: where a converted conv feeds a residual add (through at most a BatchNorm), refit it to the
+        block's output instead of its own: its target also absorbs the shortcut's error (gdws.core.residual_target;
+        sequential refit only).
+    bn_recalibration: after the refit, re-estimate every BatchNorm's running statistics on the calibration images
+        through the converted network.
     """
 
     whiten: bool = True
@@ -62,15 +67,20 @@ class CalibrationSettings:
     calibration_memory: float = 4.0
     sequential: bool | None = None
     progress: bool = True
+    residual_target: bool = False
+    bn_recalibration: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("whiten", "refit", "progress"):
+        for name in ("whiten", "refit", "progress", "residual_target", "bn_recalibration"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
         for name in ("fisher", "sequential"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true, false or null (automatic), got {getattr(self, name)!r}")
         check_refit_rounds(self.refit_rounds, self.refit)
+        if self.residual_target and (not self.refit or self.sequential is False):
+            raise ValueError("residual_target=True changes the sequential refit's targets: it needs refit=True and "
+                             "sequential not false")
         if not (isinstance(self.ridge, numbers.Real) and not isinstance(self.ridge, bool)
                 and math.isfinite(self.ridge) and self.ridge >= 0):
             raise ValueError(f"ridge must be a finite number >= 0, got {self.ridge!r}")
