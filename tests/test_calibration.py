@@ -326,3 +326,25 @@ def test_batchnorm_recalibration_gives_the_converted_networks_own_statistics() -
     torch.testing.assert_close(bn.running_var, z.var((0, 2, 3), unbiased=True), rtol=1e-5, atol=1e-6)
     assert bn.momentum == net[3].momentum
     torch.testing.assert_close(net[3].running_var, torch.ones(8))  # the original is untouched
+
+
+def test_the_normal_equations_from_float32_batches_match_float64_to_float32_rounding() -> None:
+    from gdws.core.refit import Moments
+
+    gen = torch.Generator().manual_seed(7)
+    # post-ReLU-like features: a large mean beside a small spread, where uncentred float32 sums lose digits
+    batches = [(torch.rand(16, 6, 8, 8, generator=gen) * 0.1 + 5.0, torch.randn(16, 4, 8, 8, generator=gen) + 2.0)
+               for _ in range(3)]
+    moments = Moments(6, 4)
+    for z, y in batches:
+        moments.add(z, y)
+    z = torch.cat([b[0] for b in batches]).double().permute(0, 2, 3, 1).reshape(-1, 6)
+    z = torch.cat([z, torch.ones(z.shape[0], 1, dtype=torch.float64)], 1)
+    y = torch.cat([b[1] for b in batches]).double().permute(0, 2, 3, 1).reshape(-1, 4)
+    torch.testing.assert_close(moments.gram, z.T @ z, rtol=1e-7, atol=0)
+    torch.testing.assert_close(moments.cross, z.T @ y, rtol=1e-6, atol=1e-6 * float((z.T @ y).abs().max()))
+    assert moments.target_sq == pytest.approx(float(y.square().sum()), rel=1e-7)
+    # the centred part, which sets the solution, to float32 precision of the spread (not of the mean)
+    centred = z[:, :6] - z[:, :6].mean(0)
+    torch.testing.assert_close(moments.gram[:6, :6] - moments.gram[:6, 6:7] @ moments.gram[6:7, :6] / z.shape[0],
+                               centred.T @ centred, rtol=1e-4, atol=1e-6 * float((centred.T @ centred).abs().max()))

@@ -98,13 +98,13 @@ class Moments:
             z, y = z.to(self.dtype), y.to(self.dtype)
         (zc, mz, sz), (yc, my, sy) = _centred_rows(z), _centred_rows(y)
         r, f = zc.shape
-        outer = torch.outer
-        self.gram[:f, :f] += (zc.T @ zc).cpu().to(torch.float64) + outer(sz, mz) + outer(mz, sz) + r * outer(mz, mz)
+        half = sz + r / 2 * mz  # s m^T + m s^T + R m m^T = h m^T + m h^T, h = s + R m / 2
+        self.gram[:f, :f].add_((zc.T @ zc).cpu()).addr_(half, mz).addr_(mz, half)
         ones = sz + r * mz  # Z^T 1
         self.gram[:f, f] += ones
         self.gram[f, :f] += ones
         self.gram[f, f] += r
-        self.cross[:f] += (zc.T @ yc).cpu().to(torch.float64) + outer(sz, my) + outer(mz, sy) + r * outer(mz, my)
+        self.cross[:f].add_((zc.T @ yc).cpu()).addr_(sz, my).addr_(mz, sy + r * my)
         self.cross[f] += sy + r * my
         self.target_sq += float(yc.square().sum(dtype=torch.float64) + 2 * (sy @ my) + r * (my @ my))
 
@@ -127,9 +127,10 @@ def _solve(gram: Tensor, cross: Tensor, ridge: float) -> Tensor:
     """argmin_w ||Z w - Y||^2 + lambda ||w||^2 from Z^T Z and Z^T Y, lambda = ridge * tr(Z^T Z) / dim."""
     dim = gram.shape[0]
     lam = ridge * float(torch.diagonal(gram).sum()) / dim
-    eye = torch.eye(dim, dtype=gram.dtype)
     for _ in range(12):  # a rank-deficient Z^T Z (zero or duplicate intermediate channels) needs a larger ridge
-        factor, info = torch.linalg.cholesky_ex(gram + lam * eye)
+        shifted = gram.clone()
+        shifted.diagonal().add_(lam)
+        factor, info = torch.linalg.cholesky_ex(shifted)
         if int(info) == 0:
             return torch.cholesky_solve(cross, factor)
         lam = max(lam * 10, 1e-12)
