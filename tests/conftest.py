@@ -59,6 +59,26 @@ def job_config(tmp_path: Path) -> Callable[..., DictConfig]:
 
 
 @pytest.fixture(scope="session")
+def read_config(tmp_path_factory: pytest.TempPathFactory) -> Callable[..., DictConfig]:
+    """``read_config(*overrides)``: :func:`compose_job` for tests that only read the config, composed once per
+    session in a shared project folder: a composition takes a few tenths of a second, and the config tests ask
+    for the same ones again and again. Read-only: a test that writes to it fails. Hydra's job config (the group
+    choices and typed overrides that validation reads) is set again on every call."""
+    root = tmp_path_factory.mktemp("read_config")
+    cache: dict[tuple[str, ...], tuple[DictConfig, object]] = {}
+
+    def get(*overrides: str) -> DictConfig:
+        if overrides not in cache:
+            cfg = compose_job(root, overrides)
+            OmegaConf.set_readonly(cfg, True)
+            cache[overrides] = cfg, HydraConfig.instance().cfg
+        cfg, HydraConfig.instance().cfg = cache[overrides]
+        return cfg
+
+    return get
+
+
+@pytest.fixture(scope="session")
 def trained_smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project folder whose ``checkpoints/`` holds the smoke network (synthetic data), trained once per session."""
     from gdws.pipeline import run

@@ -43,8 +43,8 @@ def _tiny() -> torch.nn.Module:
     return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10))
 
 
-def test_defaults_build_the_paper_run(job_config):
-    cfg = job_config()
+def test_defaults_build_the_paper_run(read_config):
+    cfg = read_config()
     model = _model_on_meta(cfg)
     assert count_params(model) == 14_728_266  # VGG-16 for CIFAR-10 (56.18 MB, reproduction spec §1)
     assert instantiate(cfg.data).num_classes == 10 == _outputs(model)
@@ -63,8 +63,8 @@ def test_defaults_build_the_paper_run(job_config):
     "group,option",
     [(g, o) for g in ("data", "train", "attack", "gdws", "prune", "trainer", "logger") for o in _options(g)],
 )
-def test_each_group_option_composes_and_instantiates(job_config, group, option):
-    cfg = job_config(f"{group}={option}")
+def test_each_group_option_composes_and_instantiates(read_config, group, option):
+    cfg = read_config(f"{group}={option}")
     if group == "data":
         dm = instantiate(cfg.data)  # construction only; reading the files is the data tests' job
         assert dm.num_classes == 10 and dm.root == cfg.paths.data_dir
@@ -87,14 +87,14 @@ def test_each_group_option_composes_and_instantiates(job_config, group, option):
 
 
 @pytest.mark.parametrize("model", sorted(set(_options("model")) - DOWNLOADS_WEIGHTS))
-def test_every_model_takes_its_classes_from_the_data(job_config, model):
+def test_every_model_takes_its_classes_from_the_data(read_config, model):
     # every dataset option has 10 classes: another count shows that the model follows the data's
-    assert _outputs(_model_on_meta(job_config(f"model={model}", "data.num_classes=7"))) == 7
+    assert _outputs(_model_on_meta(read_config(f"model={model}", "data.num_classes=7"))) == 7
 
 
 @pytest.mark.parametrize("experiment,data", list(itertools.product(_options("experiment"), _options("data"))))
-def test_every_experiment_is_a_valid_job_with_every_dataset(job_config, experiment, data):
-    cfg = job_config(f"experiment={experiment}", f"data={data}")
+def test_every_experiment_is_a_valid_job_with_every_dataset(read_config, experiment, data):
+    cfg = read_config(f"experiment={experiment}", f"data={data}")
     assert cfg.task_name == experiment and type(instantiate(cfg.data)).__name__.lower().startswith(data)
     validate(cfg)  # one GDWS constraint, known stage, importable targets, ...
     assert instantiate(cfg.train, model=_tiny()).hparams["method"] == cfg.train.method
@@ -102,38 +102,38 @@ def test_every_experiment_is_a_valid_job_with_every_dataset(job_config, experime
 
 
 @pytest.mark.parametrize("experiment,attack", list(itertools.product(_options("experiment"), _options("attack"))))
-def test_an_attack_typed_after_an_experiment_is_the_attack_that_runs(job_config, experiment, attack):
+def test_an_attack_typed_after_an_experiment_is_the_attack_that_runs(read_config, experiment, attack):
     # an experiment that tunes its attack must not leak those keys into the attack a user types instead
-    cfg = job_config(f"experiment={experiment}", f"attack={attack}")
-    typed = job_config(f"attack={attack}").attack
+    cfg = read_config(f"experiment={experiment}", f"attack={attack}")
+    typed = read_config(f"attack={attack}").attack
     assert cfg.attack._target_ == typed._target_
     assert set(cfg.attack) - set(typed) == set()
     assert build_attack(cfg.attack).name == build_attack(typed).name
 
 
-def test_smoke_is_small(job_config):
-    cfg = job_config("experiment=smoke")
-    paper = job_config(f"model={cfg.model.name}")
+def test_smoke_is_small(read_config):
+    cfg = read_config("experiment=smoke")
+    paper = read_config(f"model={cfg.model.name}")
     assert count_params(_model_on_meta(cfg)) < count_params(_model_on_meta(paper)) / 50
     dm = instantiate(cfg.data)
     assert dm.train_subset <= 1024 and dm.eval_subset <= 64
     assert build_attack(cfg.attack).steps <= 20 and cfg.trainer.limit_train_batches <= 8
-    synthetic = job_config("experiment=smoke", "data=synthetic")
+    synthetic = read_config("experiment=smoke", "data=synthetic")
     assert checkpoint_dir(synthetic) != checkpoint_dir(cfg)  # synthetic weights never stand in for real ones
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
-def test_device_cuda_without_a_gpu_is_a_clear_error(job_config):
-    cfg = job_config("device=cuda")
+def test_device_cuda_without_a_gpu_is_a_clear_error(read_config):
+    cfg = read_config("device=cuda")
     with pytest.raises(RuntimeError, match="CUDA is not available.*device=cpu"):
         resolve_device(str(cfg.device))
-    assert resolve_device(str(job_config().device)) == torch.device("cpu")  # device=auto falls back
+    assert resolve_device(str(read_config().device)) == torch.device("cpu")  # device=auto falls back
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-def test_device_cuda_with_a_gpu_is_used(job_config):
-    assert resolve_device(str(job_config("device=cuda").device)).type == "cuda"
-    assert resolve_device(str(job_config().device)).type == "cuda"  # device=auto prefers the GPU
+def test_device_cuda_with_a_gpu_is_used(read_config):
+    assert resolve_device(str(read_config("device=cuda").device)).type == "cuda"
+    assert resolve_device(str(read_config().device)).type == "cuda"  # device=auto prefers the GPU
 
 
 def test_slurm_launcher_config(tmp_path):

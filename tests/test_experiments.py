@@ -25,11 +25,11 @@ def test_the_experiments_define_exactly_the_papers_rows():
 
 
 @pytest.mark.parametrize("table", TABLES)
-def test_each_row_runs_the_papers_method_on_a_network_its_table_trains_first(job_config, table):
-    trained = {checkpoint_dir(job_config(*cmd[2:])) for cmd in table_commands(table) if "stage=train" in cmd}
+def test_each_row_runs_the_papers_method_on_a_network_its_table_trains_first(read_config, table):
+    trained = {checkpoint_dir(read_config(*cmd[2:])) for cmd in table_commands(table) if "stage=train" in cmd}
     recipe = None
     for row, overrides in paper_rows(table).items():
-        paper, cfg = _paper_row(table, row), job_config(f"experiment=table_{table}", *overrides)
+        paper, cfg = _paper_row(table, row), read_config(f"experiment=table_{table}", *overrides)
         constraint = validate(cfg)
         assert (cfg.scale, cfg.table, cfg.model.name, cfg.model.width) == ("paper", table, paper["model"], 1.0), row
         assert checkpoint_dir(cfg) in trained, row  # no row trains a network of its own
@@ -45,21 +45,21 @@ def test_each_row_runs_the_papers_method_on_a_network_its_table_trains_first(job
         recipe = cfg
     # TRADES for HYDRA's network, PGD AT otherwise, with the recipe's own settings; the paper's evaluation attack
     method = "trades" if table == "hydra" else "pgd"
-    reference = job_config(f"train={method}")
+    reference = read_config(f"train={method}")
     assert training_config(recipe)["train"] == training_config(reference)["train"]
     assert training_config(recipe)["data"] == training_config(reference)["data"]  # all of the training split
-    assert OmegaConf.to_container(recipe.attack) == OmegaConf.to_container(job_config().attack)
+    assert OmegaConf.to_container(recipe.attack) == OmegaConf.to_container(read_config().attack)
 
 
 @pytest.mark.parametrize("table, row", [(t, r) for t, r, m in zip(PAPER["table"], PAPER["row"], PAPER["method"])
                                         if m == "dense" or t == "lightweight"])
-def test_dense_networks_have_the_papers_size(job_config, table, row, one_thread):
+def test_dense_networks_have_the_papers_size(read_config, table, row, one_thread):
     from hydra.utils import instantiate
 
     from gdws.metrics import size_mb
 
     paper = _paper_row(table, row)
-    cfg = job_config(f"experiment=table_{table}", *paper_rows(table)[row])
+    cfg = read_config(f"experiment=table_{table}", *paper_rows(table)[row])
     model = instantiate(OmegaConf.to_container(cfg.model, resolve=True))
     if paper["method"] == "dense":
         assert size_mb(model) == pytest.approx(paper["size_MB"], abs=0.2)
@@ -68,13 +68,13 @@ def test_dense_networks_have_the_papers_size(job_config, table, row, one_thread)
 
 
 @pytest.mark.parametrize("scale", ["cpu", "smoke"])
-def test_shrunk_scales_shrink_every_network_and_keep_the_rows_definitions(job_config, scale):
+def test_shrunk_scales_shrink_every_network_and_keep_the_rows_definitions(read_config, scale):
     for table in TABLES:
         rows, paper = paper_rows(table, [f"scale={scale}"]), paper_rows(table)
         assert rows and all(rows[n] == paper[n] for n in rows), table  # the paper's rows (a scale may run fewer)
         for cmd in table_commands(table, [f"scale={scale}"]):
             if "stage=train" in cmd:
-                cfg = job_config(*cmd[2:])
+                cfg = read_config(*cmd[2:])
                 assert cfg.scale == scale and cfg.model.width < 1 and cfg.train.epochs < 200, cmd
 
 
