@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import math
 from pathlib import Path
@@ -25,8 +26,16 @@ CPU = ["scale=cpu"]
 
 
 def _compose(overrides: list[str]) -> DictConfig:
+    """The config for ``overrides``, composed once per session (several tests read the same rows): read-only."""
+    return _composed(tuple(overrides))
+
+
+@functools.cache
+def _composed(overrides: tuple[str, ...]) -> DictConfig:
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=overrides)
+        cfg = compose("config", overrides=list(overrides))
+    OmegaConf.set_readonly(cfg, True)
+    return cfg
 
 
 def _row(table: str, row: int, *extra: str) -> DictConfig:
