@@ -15,6 +15,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from gdws.data import CIFAR10DataModule, SVHNDataModule, SyntheticDataModule, random_crop_flip, read_cifar10
+from gdws.data import cifar10 as cifar10_module
 from gdws.data.loaders import ResidentLoader, ShardedShuffle
 
 REPO = Path(__file__).resolve().parents[1]
@@ -25,6 +26,13 @@ PREFIX_NPZ = REPO.parent / "shared" / "data" / "cifar10" / "cifar10-exact-prefix
 def cifar(cifar10_root):
     """Both CIFAR-10 splits read once for this module."""
     return read_cifar10(str(cifar10_root), True), read_cifar10(str(cifar10_root), False)
+
+
+@pytest.fixture
+def read_once(cifar, monkeypatch):
+    """CIFAR10DataModule reads the module's splits (read_cifar10 itself: test_cifar10_real_files_match_reference)
+    instead of the files again (about a second a read): what these tests check is how it cuts them."""
+    monkeypatch.setattr(cifar10_module, "read_cifar10", lambda root, train: cifar[0] if train else cifar[1])
 
 
 def test_cifar10_real_files_match_reference(cifar):
@@ -49,7 +57,7 @@ def test_cifar10_real_files_match_reference(cifar):
     assert np.array_equal(test.images[:1017].numpy(), ref["test_batch/exact_data"].reshape(-1, 3, 32, 32))
 
 
-def test_cifar10_splits_and_subsets(cifar10_root, cifar):
+def test_cifar10_splits_and_subsets(cifar10_root, cifar, read_once):
     full, test = cifar
     dm = CIFAR10DataModule(root=str(cifar10_root), train_subset=100, val_size=50, eval_subset=30)
     dm.setup("fit")
@@ -65,7 +73,7 @@ def test_cifar10_splits_and_subsets(cifar10_root, cifar):
     assert not any(bytes(x) in train_bytes for x in dm2.splits["val"].images.numpy().reshape(1000, -1))
 
 
-def test_cifar10_exact_only(cifar10_root, cifar):
+def test_cifar10_exact_only(cifar10_root, cifar, read_once):
     _, test = cifar
     dm = CIFAR10DataModule(root=str(cifar10_root), exact_only=True, eval_subset=10)
     dm.setup("test")
