@@ -348,3 +348,13 @@ def test_the_normal_equations_from_float32_batches_match_float64_to_float32_roun
     centred = z[:, :6] - z[:, :6].mean(0)
     torch.testing.assert_close(moments.gram[:6, :6] - moments.gram[:6, 6:7] @ moments.gram[6:7, :6] / z.shape[0],
                                centred.T @ centred, rtol=1e-4, atol=1e-6 * float((centred.T @ centred).abs().max()))
+
+
+@pytest.mark.parametrize("features", [5, 700, 1300])
+def test_the_blocked_gram_is_the_full_product(features) -> None:
+    from gdws.core.refit import _gram
+
+    a = torch.randn(300, features, dtype=torch.float64)
+    out = _gram(a)
+    torch.testing.assert_close(out, a.T @ a, rtol=1e-12, atol=1e-9)
+    assert torch.equal(out, out.T)
