@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,6 +18,7 @@ from gdws.pipeline.weights import checkpoint_dir, training_config
 from gdws.prune.modules import ADMMTraining, CosinePGD
 from gdws.tables import load_paper
 from gdws.train import AttackView
+from conftest import compose_config
 
 CONF = REPO / "conf"
 PAPER = load_paper()
@@ -32,8 +32,7 @@ def _compose(overrides: list[str]) -> DictConfig:
 
 @functools.cache
 def _composed(overrides: tuple[str, ...]) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", overrides=list(overrides))
+    cfg = compose_config(overrides)
     OmegaConf.set_readonly(cfg, True)
     return cfg
 
