@@ -156,7 +156,7 @@ def test_the_budget_with_calibration_never_removes_a_layer_unless_allowed(tmp_pa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match="unreachable"):
-            convert(model, speedup=1.5, **kwargs)
+            convert(model, speedup=10.0, **kwargs)  # an unreachable request is timed first (1.07-1.64x measured)
         _, removed = convert(model, speedup=1.5, allow_removal=True, **kwargs)
         _, kept = convert(model, speedup=1.05, **kwargs)  # reachable (0.9 of dense per layer): no layer removed
     assert (removed["converted"] & (removed["G"] == 0)).any()
