@@ -6,7 +6,6 @@ allocation that measured 2.51x), so each test knows which allocations meet the r
 """
 from __future__ import annotations
 
-import math
 import warnings
 
 import pandas as pd
@@ -138,22 +137,21 @@ def test_a_jump_across_the_window_returns_the_least_error_allocation_that_met_th
 
 
 def test_search_capacity_on_a_continuous_ratio():
-    """The pure search: ratio(c) = (T / (f + c)) ** 2, calibrated by the table model; a hit within 4 timings."""
+    """The pure search: ratio(c) = (T / (f + c)) ** 2 against the table model T / (f + c); a hit within 3 timings."""
     f, t = 0.2, 3.2
     calls = []
 
-    def evaluate(c: float):
-        calls.append(c)
-        return (t / (f + c)) ** 2, c
-
-    def calibrated(c: float, target: float) -> float:  # the table model rescaled by measured / predicted time
-        k = (t / evaluate_ratio(c) - f) / c
-        return (t / target - f) / k
-
-    def evaluate_ratio(c: float) -> float:
+    def ratio(c: float) -> float:
         return (t / (f + c)) ** 2
 
+    def evaluate(c: float) -> tuple[float, float]:
+        calls.append(c)
+        return ratio(c), c
+
+    def calibrated(c: float, target: float) -> float:  # the table model rescaled by measured / predicted time
+        return (t / target - f) / ((t / ratio(c) - f) / c)
+
     steps = search_capacity(evaluate, calibrated, 1.5, t / 1.5 - f, 0.3, 3.0, 10, lambda: len(calls))
-    ratio = steps[-1][1]
-    assert 1.5 <= ratio <= 1.65 and len(calls) <= 4
-    assert math.isclose(steps[0][0], t / 1.5 - f)
+    assert steps[0][0] == calls[0] == t / 1.5 - f and ratio(calls[0]) > 1.65  # the tables' capacity overshoots
+    assert 1.5 <= steps[-1][1] <= 1.65 and len(calls) <= 3
+    assert search_capacity(evaluate, calibrated, 50.0, 0.3, 0.3, 3.0, 10, lambda: 0)[-1][0] == 0.3  # cheapest misses
