@@ -4,8 +4,9 @@ The measured ratio dense / converted falls (up to timing noise) as the capacity 
 solution holds over a range of capacities. Wanted: the largest capacity whose ratio is still >= r, ideally one in
 the window [r, r (1 + OVERSHOOT)]. Steps: downward from the caller's calibration while every try missed; then
 secant in (log capacity, log ratio) between the largest capacity that met r and the smallest larger one that
-missed, kept inside the bracket's middle half so that it shrinks like bisection. The dearest allocation (capacity ``most``: every layer dense, or at the tables' largest G, which is
-MAC-neutral) is taken as a miss at 1x without timing it, so that an overshoot is bracketed at once.
+missed, kept inside the bracket's middle half so that it shrinks like bisection. The dearest allocation (capacity
+``most``: every layer dense, or at the tables' largest G, which is MAC-neutral) is taken as a miss at 1x without
+timing it, so that an overshoot is bracketed at once.
 Solves are cheap and repeats are not re-timed (the caller caches), so only ``max_iters`` timings bound the cost.
 """
 from __future__ import annotations
