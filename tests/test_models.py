@@ -32,6 +32,12 @@ def first_conv(model: nn.Module) -> nn.Conv2d:
     return next(m for m in model.modules() if isinstance(m, nn.Conv2d))
 
 
+def on_meta(name: str, **kwargs) -> nn.Module:
+    """``create_model`` on the meta device: shapes and counts without initialising the weights (ResNet-50, RobNet)."""
+    with torch.device("meta"):
+        return create_model(name, **kwargs)
+
+
 def test_registry_has_every_paper_model():
     assert set(PAPER_MODELS) <= set(list_models())
 
@@ -58,7 +64,7 @@ def test_duplicate_registration_is_refused():
 
 @pytest.mark.parametrize("name", list_models())
 def test_exact_parameter_count(name):
-    model = create_model(name)
+    model = on_meta(name)
     if name in EXPECTED_MB:
         target, tol = EXPECTED_MB[name]
         assert abs(n_params(model) * 4 / 2**20 - target) <= tol
@@ -83,7 +89,7 @@ def test_num_classes_sets_the_output_layer():
 
 @pytest.mark.parametrize("name", list_models())
 def test_width_scales_channels(name):
-    small, half = create_model(name, width=SMALL), create_model(name, width=0.5)
+    small, half = on_meta(name, width=SMALL), on_meta(name, width=0.5)
     assert n_params(small) < n_params(half)
     assert first_conv(half).out_channels > first_conv(small).out_channels
     # Depthwise convs stay depthwise at any width (groups == channels).
@@ -162,7 +168,7 @@ def test_gdws_conversion(name):
         torch.testing.assert_close(out, ref)
 
 
-@pytest.mark.parametrize("name", [n for n in list_models() if candidate_convs(create_model(n, width=SMALL))])
+@pytest.mark.parametrize("name", [n for n in list_models() if candidate_convs(on_meta(n, width=SMALL))])
 def test_lossless_gdws_conversion_keeps_the_function(name):
     from gdws.core import convert
 
