@@ -102,11 +102,16 @@ def trained_smoke(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def with_network(root: Path, trained: Path) -> Path:
+    """``root`` (a project folder) given a copy of the checkpoints of ``trained`` (the ``trained_smoke`` folder)."""
+    shutil.copytree(trained / "checkpoints", root / "checkpoints")
+    return root
+
+
 @pytest.fixture
 def smoke_project(tmp_path: Path, trained_smoke: Path) -> Path:
     """This test's project folder (``tmp_path``) holding a copy of the session's trained smoke network."""
-    shutil.copytree(trained_smoke / "checkpoints", tmp_path / "checkpoints")
-    return tmp_path
+    return with_network(tmp_path, trained_smoke)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import yaml
 from filelock import FileLock
 
 from gdws.errors import CannotRun, MissingInput
+from conftest import with_network
 
 REPO = Path(__file__).resolve().parents[1]
 # Lightning's start-up noise that must not reach a user's console (gdws.train.quiet).
@@ -38,10 +39,20 @@ def _env(root: Path) -> dict:
             "PROJECT_ROOT": str(root)}
 
 
+def _start(root: Path, *overrides: str, multirun: bool = False) -> subprocess.Popen:
+    """``python run.py [-m] experiment=smoke <overrides>`` started with every output under ``root``."""
+    return subprocess.Popen(_command(*overrides, multirun=multirun), cwd=root, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(root))
+
+
+def _finish(proc: subprocess.Popen, timeout: int = 240) -> subprocess.CompletedProcess:
+    out, err = proc.communicate(timeout=timeout)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def _run(root: Path, *overrides: str, multirun: bool = False, timeout: int = 240) -> subprocess.CompletedProcess:
     """``python run.py [-m] experiment=smoke <overrides>`` with every output under ``root``."""
-    return subprocess.run(_command(*overrides, multirun=multirun), cwd=root, capture_output=True, text=True,
-                          timeout=timeout, env=_env(root))
+    return _finish(_start(root, *overrides, multirun=multirun), timeout)
 
 
 def _rows(root: Path) -> list[dict]:
@@ -55,8 +66,37 @@ def _saved_gdws(root: Path, row: dict) -> dict:
     return yaml.safe_load((root / row["run_dir"] / ".hydra" / "config.yaml").read_text())["gdws"]
 
 
-def test_smoke_on_real_cifar10_writes_one_checked_row_and_tells_the_user(tmp_path, cifar10_root):
-    out = _run(tmp_path, f"data.root={cifar10_root}")
+SWEEP = ("data=synthetic", "gdws.alphas=none", "gdws.beta=2.0,20.0", "metrics.fps=false", "logger=wandb")
+
+
+@pytest.fixture(scope="module")
+def started(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The default suite's two run.py processes, {"real" | "sweep": (project folder, process)}, started together
+    when the first test needs one: they run on one thread each, so the suite waits for the slower, not for their
+    sum. Only those of the selected tests start; the real-data run only where CIFAR-10 is."""
+    selected = {item.originalname for item in request.session.items if item.module is request.module}
+    procs = {}
+    if test_smoke_on_real_cifar10_writes_one_checked_row_and_tells_the_user.__name__ in selected:
+        try:
+            data = request.getfixturevalue("cifar10_root")
+        except pytest.skip.Exception:  # the test skips through the same fixture
+            data = None
+        if data is not None:
+            root = tmp_path_factory.mktemp("real")
+            procs["real"] = root, _start(root, f"data.root={data}")
+    if test_a_typed_beta_sweep_replaces_the_experiments_budget_and_saves_what_ran.__name__ in selected:
+        root = with_network(tmp_path_factory.mktemp("sweep"), request.getfixturevalue("trained_smoke"))
+        procs["sweep"] = root, _start(root, *SWEEP, multirun=True)
+    yield procs
+    for _, proc in procs.values():  # a test that failed early leaves no process behind
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+
+
+def test_smoke_on_real_cifar10_writes_one_checked_row_and_tells_the_user(cifar10_root, started):
+    tmp_path, proc = started["real"]
+    out = _finish(proc)
     assert out.returncode == 0, out.stderr[-3000:]
     (row,) = _rows(tmp_path)
     assert 0 <= float(row["A_rob"]) <= float(row["A_nat"]) <= 100 and row["attack_ran"] == "True"
@@ -95,10 +135,10 @@ def test_smoke_on_real_cifar10_writes_one_checked_row_and_tells_the_user(tmp_pat
     assert not [noise for noise in NOISE if noise in console]
 
 
-def test_a_typed_beta_sweep_replaces_the_experiments_budget_and_saves_what_ran(smoke_project):
-    # experiment=smoke sets gdws.macs_ratio; the betas typed here replace it in every job of the sweep.
-    out = _run(smoke_project, "data=synthetic", "gdws.alphas=none", "gdws.beta=2.0,20.0", "metrics.fps=false",
-               "logger=wandb", multirun=True)
+def test_a_typed_beta_sweep_replaces_the_experiments_budget_and_saves_what_ran(started):
+    # experiment=smoke sets gdws.macs_ratio; the betas typed in SWEEP replace it in every job of the sweep.
+    smoke_project, proc = started["sweep"]
+    out = _finish(proc)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = _rows(smoke_project)
     assert [r["gdws_constraint"] for r in rows] == ["beta=2.0", "beta=20.0"]
