@@ -1,25 +1,21 @@
 """gdws.eval: accuracies against a closed-form optimum, attacks built from conf/attack, model-mode handling."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from gdws.eval import PGD, NoAttack, attack_spec, build_attack, evaluate
+from conftest import compose_config
 
-CONF = Path(__file__).resolve().parents[1] / "conf"
 EPS = 2 / 255
 FINE_PGD = PGD(eps=EPS, step_size=EPS / 4, steps=20)
 
 
 def _attack_cfg(option: str, *overrides: str):
     """The ``attack`` node run.py gets for ``attack=<option>`` (interpolations resolved against the whole config)."""
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("config", overrides=[f"attack={option}", *overrides]).attack
+    return compose_config([f"attack={option}", *overrides]).attack
 
 
 def _linear_problem(n: int = 200, seed: int = 0, classes: int = 2):

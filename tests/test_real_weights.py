@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 import gdws
 from gdws.data import CIFAR10DataModule
 from gdws.models import load_checkpoint
+from conftest import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO.parent / "shared" / "weights" / "resnet20-12fca82f.th"
@@ -28,8 +28,7 @@ pytestmark = [pytest.mark.usefixtures("one_thread"),
 def resnet20() -> torch.nn.Module:
     """The model exactly as `run.py model=resnet20 weights.path=... model.normalize=imagenet` builds and loads it."""
     overrides = ["model=resnet20", f"weights.path={WEIGHTS}", "model.normalize=imagenet"]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides)
+    cfg = compose_config(overrides)
     model = instantiate(OmegaConf.to_container(cfg.model, resolve=True))
     return load_checkpoint(model, cfg.weights.path).eval()
 

@@ -11,7 +11,6 @@ import pytorch_lightning as pl
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from gdws.data import SyntheticDataModule
@@ -19,6 +18,7 @@ from gdws.train import (AdversarialTraining, AttackView, FastTraining, PGDTraini
                         TrainingTooLong, best_checkpoint_callback, last_checkpoint_callback, quiet_lightning,
                         resume_checkpoint)
 from gdws.train.estimate import format_duration
+from conftest import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 EPS = 8 / 255
@@ -174,8 +174,7 @@ def test_checkpoint_and_resume(tmp_path):
 
 def _compose(*overrides: str):
     """The config run.py would compose for ``overrides``."""
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("config", overrides=list(overrides))
+    return compose_config(overrides)
 
 
 def _compose_train(recipe: str, *overrides: str) -> AdversarialTraining:
