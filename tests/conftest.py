@@ -9,7 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from gdws.data.cifar10 import has_cifar10
 from gdws.pipeline.constraint import with_typed_constraint
+from ahead import Ahead, Outcomes, run
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_BUILD = REPO.parent / "shared" / "data" / "cifar10" / "build.py"
@@ -164,6 +165,40 @@ def one_call_timing(monkeypatch: pytest.MonkeyPatch) -> None:
     from gdws.fast import timing
 
     monkeypatch.setattr(timing, "time_call", one_timed_call)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "ahead(builder=...): the test's processes start when the session starts "
+                                       "(tests/ahead.py); the test reads them from the ahead_outcomes fixture")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def processes_ahead(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ahead]:
+    """Builds the commands of every selected test marked ``ahead`` and runs them in the background (tests/ahead.py)."""
+    runner = Ahead()
+    marks = (mark for item in request.session.items for mark in item.iter_markers("ahead"))
+    builders = list(dict.fromkeys(mark.kwargs["builder"] for mark in marks))
+    try:
+        for builder in builders:
+            folder = tmp_path_factory.mktemp(builder.__name__)
+            try:
+                runner.submit(builder, folder, builder(request, folder))
+            except pytest.skip.Exception:
+                continue  # its tests skip through the same fixture
+        yield runner
+    finally:
+        runner.close()
+
+
+@pytest.fixture
+def ahead_outcomes(request: pytest.FixtureRequest, processes_ahead: Ahead, tmp_path: Path) -> Outcomes:
+    """What the commands of this test's ``ahead`` mark did: started with the session, or run here when they were
+    not (a builder that skipped there skips here too)."""
+    builder = request.node.get_closest_marker("ahead").kwargs["builder"]
+    got = processes_ahead.outcomes(builder)
+    if got is None:
+        got = Outcomes(tmp_path, {name: run(command) for name, command in builder(request, tmp_path).items()})
+    return got
 
 
 @pytest.fixture

@@ -8,9 +8,12 @@ it may import gdws, and nothing under gdws/ imports it.
 from __future__ import annotations
 
 import ast
-import subprocess
 import sys
 from pathlib import Path
+
+import pytest
+
+from ahead import Command
 
 
 PACKAGE = Path(__file__).resolve().parents[1] / "gdws"
@@ -152,12 +155,23 @@ def test_no_module_cycle_inside_a_package():
     assert _cycle(graph) == []
 
 
-def test_imports_stay_light():
-    # one interpreter: `import gdws` loads none of the modules banned after it, so the later checks stay sound
-    checks = (("gdws", ("hydra", "pytorch_lightning", "lightning", "gdws.pipeline", "gdws.train", "gdws.models")),
-              ("gdws.prune", ("hydra", "gdws.pipeline")))
+# one interpreter: `import gdws` loads none of the modules banned after it, so the later checks stay sound
+LIGHT_IMPORTS = (("gdws", ("hydra", "pytorch_lightning", "lightning", "gdws.pipeline", "gdws.train", "gdws.models")),
+                 ("gdws.prune", ("hydra", "gdws.pipeline")))
+
+
+def fresh_imports(request: pytest.FixtureRequest, folder: Path) -> dict[str, Command]:
+    """A fresh interpreter (started with the session: it imports torch and Lightning) importing LIGHT_IMPORTS in
+    order and printing, after each, the banned modules it loaded."""
     code = "import importlib, sys\n" + "".join(
         f"importlib.import_module({name!r}); print({name!r}, *[m for m in {banned!r} if m in sys.modules])\n"
-        for name, banned in checks)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.split("\n")[:-1] == [name for name, _ in checks], f"imports that load too much:\n{out}"
+        for name, banned in LIGHT_IMPORTS)
+    return {"imports": Command([sys.executable, "-c", code], PACKAGE.parent)}
+
+
+@pytest.mark.ahead(builder=fresh_imports)
+def test_imports_stay_light(ahead_outcomes):
+    proc = ahead_outcomes.processes["imports"]
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.split("\n")[:-1] == [name for name, _ in LIGHT_IMPORTS], \
+        f"imports that load too much:\n{proc.stdout}"

@@ -1,6 +1,6 @@
 """Whole runs: run.py as a subprocess where the process boundary is what is tested (Hydra's folders and saved
-configs, sweeps, a killed training, two processes racing), the pipeline in-process on the session's trained smoke
-network otherwise (conftest.run_smoke)."""
+configs, sweeps, a killed training, two processes racing; those of the default suite start with the session,
+tests/ahead.py), the pipeline in-process on the session's trained smoke network otherwise (conftest.run_smoke)."""
 from __future__ import annotations
 
 import csv
@@ -19,6 +19,7 @@ import yaml
 from filelock import FileLock
 
 from gdws.errors import CannotRun, MissingInput
+from ahead import Command
 from conftest import with_network
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,20 +40,10 @@ def _env(root: Path) -> dict:
             "PROJECT_ROOT": str(root)}
 
 
-def _start(root: Path, *overrides: str, multirun: bool = False) -> subprocess.Popen:
-    """``python run.py [-m] experiment=smoke <overrides>`` started with every output under ``root``."""
-    return subprocess.Popen(_command(*overrides, multirun=multirun), cwd=root, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=_env(root))
-
-
-def _finish(proc: subprocess.Popen, timeout: int = 240) -> subprocess.CompletedProcess:
-    out, err = proc.communicate(timeout=timeout)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
 def _run(root: Path, *overrides: str, multirun: bool = False, timeout: int = 240) -> subprocess.CompletedProcess:
     """``python run.py [-m] experiment=smoke <overrides>`` with every output under ``root``."""
-    return _finish(_start(root, *overrides, multirun=multirun), timeout)
+    return subprocess.run(_command(*overrides, multirun=multirun), cwd=root, capture_output=True, text=True,
+                          timeout=timeout, env=_env(root))
 
 
 def _rows(root: Path) -> list[dict]:
@@ -66,61 +57,46 @@ def _saved_gdws(root: Path, row: dict) -> dict:
     return yaml.safe_load((root / row["run_dir"] / ".hydra" / "config.yaml").read_text())["gdws"]
 
 
-SWEEP = ("data=synthetic", "gdws.alphas=none", "gdws.beta=2.0,20.0", "metrics.fps=false", "logger=wandb")
+def real_smoke(request: pytest.FixtureRequest, root: Path) -> dict[str, Command]:
+    """The README's smoke run on real CIFAR-10 in the project folder ``root`` (started with the session)."""
+    data = request.getfixturevalue("cifar10_root")
+    return {"run": Command(_command(f"data.root={data}"), root, _env(root), timeout=240)}
 
 
-@pytest.fixture(scope="module")
-def started(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The default suite's two run.py processes, {"real" | "sweep": (project folder, process)}, started together
-    when the first test needs one: they run on one thread each, so the suite waits for the slower, not for their
-    sum. Only those of the selected tests start; the real-data run only where CIFAR-10 is."""
-    selected = {item.originalname for item in request.session.items if item.module is request.module}
-    procs = {}
-    if test_smoke_on_real_cifar10_writes_one_checked_row_and_tells_the_user.__name__ in selected:
-        try:
-            data = request.getfixturevalue("cifar10_root")
-        except pytest.skip.Exception:  # the test skips through the same fixture
-            data = None
-        if data is not None:
-            root = tmp_path_factory.mktemp("real")
-            procs["real"] = root, _start(root, f"data.root={data}")
-    if test_a_typed_beta_sweep_replaces_the_experiments_budget_and_saves_what_ran.__name__ in selected:
-        root = with_network(tmp_path_factory.mktemp("sweep"), request.getfixturevalue("trained_smoke"))
-        procs["sweep"] = root, _start(root, *SWEEP, multirun=True)
-    yield procs
-    for _, proc in procs.values():  # a test that failed early leaves no process behind
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+def typed_sweep(request: pytest.FixtureRequest, root: Path) -> dict[str, Command]:
+    """A sweep of typed betas on a copy of the session's trained smoke network (started with the session)."""
+    with_network(root, request.getfixturevalue("trained_smoke"))
+    overrides = ("data=synthetic", "gdws.alphas=none", "gdws.beta=2.0,20.0", "metrics.fps=false", "logger=wandb")
+    return {"run": Command(_command(*overrides, multirun=True), root, _env(root), timeout=240)}
 
 
-def test_smoke_on_real_cifar10_writes_one_checked_row_and_tells_the_user(cifar10_root, started):
-    tmp_path, proc = started["real"]
-    out = _finish(proc)
+@pytest.mark.ahead(builder=real_smoke)
+def test_smoke_on_real_cifar10_writes_one_checked_row_and_tells_the_user(cifar10_root, ahead_outcomes):
+    root, out = ahead_outcomes.folder, ahead_outcomes.processes["run"]  # the run's project folder
     assert out.returncode == 0, out.stderr[-3000:]
-    (row,) = _rows(tmp_path)
+    (row,) = _rows(root)
     assert 0 <= float(row["A_rob"]) <= float(row["A_nat"]) <= 100 and row["attack_ran"] == "True"
     assert int(row["n_eval"]) == 64 and row["scale"] == "smoke" and row["data"] == "cifar10"
     assert row["model"] == "vgg16" and float(row["width"]) == 0.125 and row["recipe"] == "pgd"
     assert row["attack"] == "pgd10-step2/255-eps8/255-rs" and row["method"] == "gdws"
     assert float(row["fps"]) > 0 and float(row["fps_dense"]) > 0 and float(row["throughput_dense"]) > 0
     assert int(row["threads"]) >= 1 and row["device"].startswith(("cpu", "cuda"))
-    assert not (tmp_path / "results").exists()  # a user's run never writes into the committed results
+    assert not (root / "results").exists()  # a user's run never writes into the committed results
     assert int(row["macs_dense"]) == 5_087_872  # VGG-16 at width 1/8: convs + FC, counted by hand
     assert int(row["macs"]) < int(row["macs_dense"]) and float(row["size_MB"]) < float(row["size_MB_dense"])
     assert row["gdws_constraint"] == "macs_ratio=1.5" and row["gdws_form"] == "explicit"
     # Paths in the row are relative to the project root: a committed CSV carries no machine's paths.
-    assert not Path(row["checkpoint"]).is_absolute() and (tmp_path / row["checkpoint"]).is_file()
-    run_dir = tmp_path / row["run_dir"]
+    assert not Path(row["checkpoint"]).is_absolute() and (root / row["checkpoint"]).is_file()
+    run_dir = root / row["run_dir"]
     assert not Path(row["run_dir"]).is_absolute() and (run_dir / "gdws_report.csv").is_file()
     saved = json.loads((run_dir / "row.json").read_text())  # the same row; the CSV's other columns are empty
     assert {k: str(v) if v is not None else "" for k, v in saved.items()} == {k: row[k] for k in saved}
     assert {row[k] for k in row if k not in saved} == {""} and saved["attack_ran"] is True
     # The config Hydra saved is the one that ran: one constraint.
-    assert {k: _saved_gdws(tmp_path, row)[k] for k in ("beta", "max_channels", "macs_ratio", "speedup")} == {
+    assert {k: _saved_gdws(root, row)[k] for k in ("beta", "max_channels", "macs_ratio", "speedup")} == {
         "beta": None, "max_channels": None, "macs_ratio": 1.5, "speedup": None}
-    assert list((tmp_path / "cache" / "alphas").glob("*-pgd-n32-*.pt"))  # alphas cached under the project
-    spectra = (tmp_path / row["checkpoint"]).parent / "spectra.csv"
+    assert list((root / "cache" / "alphas").glob("*-pgd-n32-*.pt"))  # alphas cached under the project
+    spectra = (root / row["checkpoint"]).parent / "spectra.csv"
     assert {line.split(",")[0] for line in spectra.read_text().splitlines()[1:]} == {"0", "2"}  # init, end
     # logger=csv (default): training curves and the final row in the run's Lightning CSV log
     with (run_dir / "csv" / "metrics.csv").open(newline="") as f:
@@ -131,14 +107,14 @@ def test_smoke_on_real_cifar10_writes_one_checked_row_and_tells_the_user(cifar10
     console = out.stdout + out.stderr
     assert "training time estimate:" in console and "== run finished: vgg16 (width 0.125), GDWS macs_ratio=1.5" \
         in out.stdout
-    assert f"run folder {run_dir}" in out.stdout and f"row        {tmp_path / 'outputs' / 'runs.csv'}" in out.stdout
+    assert f"run folder {run_dir}" in out.stdout and f"row        {root / 'outputs' / 'runs.csv'}" in out.stdout
     assert not [noise for noise in NOISE if noise in console]
 
 
-def test_a_typed_beta_sweep_replaces_the_experiments_budget_and_saves_what_ran(started):
-    # experiment=smoke sets gdws.macs_ratio; the betas typed in SWEEP replace it in every job of the sweep.
-    smoke_project, proc = started["sweep"]
-    out = _finish(proc)
+@pytest.mark.ahead(builder=typed_sweep)
+def test_a_typed_beta_sweep_replaces_the_experiments_budget_and_saves_what_ran(ahead_outcomes):
+    # experiment=smoke sets gdws.macs_ratio; the betas typed in typed_sweep replace it in every job of the sweep.
+    smoke_project, out = ahead_outcomes.folder, ahead_outcomes.processes["run"]
     assert out.returncode == 0, out.stderr[-3000:]
     rows = _rows(smoke_project)
     assert [r["gdws_constraint"] for r in rows] == ["beta=2.0", "beta=20.0"]

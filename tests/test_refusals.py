@@ -1,11 +1,11 @@
 """A refused run ends with its message alone; a bug keeps its traceback (gdws.errors, run.py).
 
 Each refusal runs as ``python run.py ...`` in its own process, as a user would meet it: the process boundary is
-the point (what reaches stderr, the exit code). The processes of a group start together (one module fixture), so
-the suite waits for the slowest, not for their sum. The default group is the validation refusals, which come
-before Lightning is imported (a few seconds each), and the training-time guard, which fires inside Lightning's
-fit loop; the missing-data refusal and a bug import Lightning too and are slow tests (in-process: test_pipeline's
-missing data folder, and refusal_in below).
+the point (what reaches stderr, the exit code). The processes of a group start with the session, in the background
+(tests/ahead.py), so the suite waits for them little or not at all. The default group is the validation refusals,
+which come before Lightning is imported (a few seconds each), and the training-time guard, which fires inside
+Lightning's fit loop; the missing-data refusal and a bug import Lightning too and are slow tests (in-process:
+test_pipeline's missing data folder, and refusal_in below).
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from gdws.errors import BadValue, CannotRun, MissingInput, Refusal, as_refusal, refusal_in
+from ahead import Command
 
 REPO = Path(__file__).resolve().parents[1]
 SMOKE = ("experiment=smoke", "progress=false", "trainer.enable_progress_bar=false", "logger=none")
@@ -39,39 +40,27 @@ SLOW = {
 }
 
 
-def run_all(cases: dict[str, tuple], tmp: Path) -> dict[str, subprocess.CompletedProcess]:
-    """Start every case's ``python run.py device=cpu OVERRIDES`` at once, each in its own project folder under
-    ``tmp`` ({tmp} in an override is ``tmp``); name -> finished process."""
+def commands(cases: dict[str, tuple], tmp: Path) -> dict[str, Command]:
+    """Each case's ``python run.py device=cpu OVERRIDES``, each in its own project folder under ``tmp`` ({tmp} in an
+    override is ``tmp``)."""
     (tmp / "empty").mkdir(exist_ok=True)
-    procs = {}
+    out = {}
     for name, (overrides, extra, _) in cases.items():
         root = tmp / name.replace(" ", "_")
         root.mkdir()
         env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
         env.update(PROJECT_ROOT=str(root), OMP_NUM_THREADS="1", **extra)
         argv = [sys.executable, str(REPO / "run.py"), "device=cpu", *(o.format(tmp=tmp) for o in overrides)]
-        procs[name] = subprocess.Popen(argv, cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                       text=True)
-    done = {}
-    for name, proc in procs.items():
-        out, err = proc.communicate(timeout=300)
-        done[name] = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-    return done
+        out[name] = Command(argv, root, env)
+    return out
 
 
-@pytest.fixture(scope="module")
-def tmp(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("refusals")
+def default_refusals(request: pytest.FixtureRequest, tmp: Path) -> dict[str, Command]:
+    return commands({**REFUSALS, "a refusal in full": FULL_ERROR}, tmp)
 
 
-@pytest.fixture(scope="module")
-def outcomes(tmp: Path) -> dict[str, subprocess.CompletedProcess]:
-    return run_all({**REFUSALS, "a refusal in full": FULL_ERROR}, tmp)
-
-
-@pytest.fixture(scope="module")
-def slow_outcomes(tmp: Path) -> dict[str, subprocess.CompletedProcess]:
-    return run_all(SLOW, tmp)
+def slow_refusals(request: pytest.FixtureRequest, tmp: Path) -> dict[str, Command]:
+    return commands(SLOW, tmp)
 
 
 def _refused_alone(proc: subprocess.CompletedProcess, message: str) -> None:
@@ -80,33 +69,38 @@ def _refused_alone(proc: subprocess.CompletedProcess, message: str) -> None:
     assert "Error executing job" not in proc.stderr  # nor Hydra's line about the job
 
 
+@pytest.mark.ahead(builder=default_refusals)
 @pytest.mark.parametrize("name", REFUSALS)
-def test_a_refusal_prints_its_message_alone_and_fails(name, outcomes, tmp):
-    _refused_alone(outcomes[name], REFUSALS[name][2].format(tmp=tmp))
+def test_a_refusal_prints_its_message_alone_and_fails(name, ahead_outcomes):
+    _refused_alone(ahead_outcomes.processes[name], REFUSALS[name][2].format(tmp=ahead_outcomes.folder))
 
 
-def test_the_training_time_refusal_names_the_ways_forward(outcomes):
-    proc = outcomes["training too long"]
+@pytest.mark.ahead(builder=default_refusals)
+def test_the_training_time_refusal_names_the_ways_forward(ahead_outcomes):
+    proc = ahead_outcomes.processes["training too long"]
     for way in ("weights.path=FILE", "model=robustbench", "scale=cpu", "device=cuda", "train.allow_long=true",
                 "train.amp=true"):
         assert way in proc.stderr
     assert "training time estimate:" in proc.stdout  # it trained its first steps: raised inside the fit loop
 
 
-def test_hydra_full_error_shows_a_refusals_traceback(outcomes):
-    proc = outcomes["a refusal in full"]
+@pytest.mark.ahead(builder=default_refusals)
+def test_hydra_full_error_shows_a_refusals_traceback(ahead_outcomes):
+    proc = ahead_outcomes.processes["a refusal in full"]
     assert proc.returncode == 1 and "Traceback" in proc.stderr and FULL_ERROR[2] in proc.stderr
     assert "validate.py" in proc.stderr  # down to the check that raised it
 
 
 @pytest.mark.slow
-def test_missing_data_is_refused_alone(slow_outcomes, tmp):
-    _refused_alone(slow_outcomes["missing data"], SLOW["missing data"][2])
+@pytest.mark.ahead(builder=slow_refusals)
+def test_missing_data_is_refused_alone(ahead_outcomes):
+    _refused_alone(ahead_outcomes.processes["missing data"], SLOW["missing data"][2])
 
 
 @pytest.mark.slow
-def test_a_bug_keeps_its_traceback(slow_outcomes):
-    proc = slow_outcomes["a bug"]
+@pytest.mark.ahead(builder=slow_refusals)
+def test_a_bug_keeps_its_traceback(ahead_outcomes):
+    proc = ahead_outcomes.processes["a bug"]
     assert proc.returncode == 1 and SLOW["a bug"][2] in proc.stderr
     assert "Traceback" in proc.stderr or "Set the environment variable HYDRA_FULL_ERROR=1" in proc.stderr
 

@@ -21,6 +21,7 @@ from repro.__main__ import main as repro_main
 from repro.plan import SCALES, Paths, Step, build_plan
 from repro.bundle import IMAGE_PACKAGES, missing_pins, travel_size
 from repro.runner import DeadlineRun
+from ahead import Command
 
 REPO = Path(__file__).resolve().parents[1]
 MiB = 2 ** 20
@@ -244,15 +245,20 @@ def test_bad_inputs_fail_before_anything_runs(tmp_path, capsys):
     assert "must be positive" in capsys.readouterr().err
 
 
-def test_the_runner_starts_without_the_packages_it_must_install_first(tmp_path):
-    # on the GPU machine Hydra, OmegaConf and torchattacks arrive as wheels in the run's first step: the runner
-    # (repro and what planning imports) must not need them
+def planning_without_wheels(request: pytest.FixtureRequest, folder: Path) -> dict[str, Command]:
+    """``python -m repro --plan-only`` (started with the session) where Hydra, OmegaConf, torchattacks and antlr4
+    cannot be imported: on the GPU machine they arrive as wheels in the run's first step."""
     for name in ("hydra", "omegaconf", "torchattacks", "antlr4"):
-        (tmp_path / name).mkdir()
-        (tmp_path / name / "__init__.py").write_text(f"raise ImportError('{name}: not in the device image')\n")
-    env = dict(os.environ, PYTHONPATH=str(tmp_path))
-    proc = subprocess.run([sys.executable, "-m", "repro", "--plan-only", "--work", str(tmp_path / "work")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        (folder / name).mkdir()
+        (folder / name / "__init__.py").write_text(f"raise ImportError('{name}: not in the device image')\n")
+    env = dict(os.environ, PYTHONPATH=str(folder))
+    return {"plan": Command([sys.executable, "-m", "repro", "--plan-only", "--work", str(folder / "work")], REPO, env)}
+
+
+@pytest.mark.ahead(builder=planning_without_wheels)
+def test_the_runner_starts_without_the_packages_it_must_install_first(ahead_outcomes):
+    # the runner (repro and what planning imports) must not need the packages it installs
+    proc = ahead_outcomes.processes["plan"]
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "train-preact_resnet18" in proc.stdout and "assumption: published" in proc.stdout
 
