@@ -2,9 +2,9 @@
 
 A test whose point is a process boundary (run.py as a user runs it, a fresh interpreter) waits seconds for that
 process to import torch and Lightning, while the session's own process, mostly on one thread, leaves the other
-core idle. Such a test is marked ``@pytest.mark.ahead(builder=...)``, where ``builder(request, folder)`` returns its
-commands ({name: Command}); when the session starts, conftest builds the commands of every selected test's marks
-and runs them one after another on a background thread, and the test takes their outcomes from the
+core idle. Such a test is marked ``@pytest.mark.ahead(builder=...)``, where ``builder(request, folder)`` returns
+its commands ({name: Command}); when the session starts, conftest builds the commands of every selected test's
+marks and runs them one after another on a background thread, and the test takes their outcomes from the
 ``ahead_outcomes`` fixture, waiting for them if they are not finished yet.
 """
 from __future__ import annotations
@@ -41,10 +41,26 @@ class Outcomes(NamedTuple):
     processes: dict[str, subprocess.CompletedProcess]
 
 
+def start(command: Command) -> subprocess.Popen:
+    """``command`` started with its output captured (text)."""
+    return subprocess.Popen(command.argv, cwd=command.cwd, env=command.env if command.env is not None else os.environ,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float) -> subprocess.CompletedProcess:
+    """``proc`` run to its end; killed (and TimeoutExpired raised) after ``timeout`` seconds."""
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def run(command: Command) -> subprocess.CompletedProcess:
-    """Run ``command`` to its end with its output captured (text); a hung process is killed at its timeout."""
-    return subprocess.run(command.argv, cwd=command.cwd, env=command.env if command.env is not None else os.environ,
-                          capture_output=True, text=True, timeout=command.timeout)
+    """``command`` run here and now."""
+    return finish(start(command), command.timeout)
 
 
 class Ahead:
@@ -55,6 +71,8 @@ class Ahead:
         self._done: dict[Builder, threading.Event] = {}
         self._folders: dict[Builder, Path] = {}
         self._outcomes: dict[Builder, dict[str, subprocess.CompletedProcess | BaseException]] = {}
+        self._running: subprocess.Popen | None = None
+        self._closing = False
         self._thread = threading.Thread(target=self._work, daemon=True)
         self._thread.start()
 
@@ -75,18 +93,30 @@ class Ahead:
         return Outcomes(self._folders[builder], self._outcomes[builder])  # type: ignore[arg-type]
 
     def close(self) -> None:
-        """Stop taking work and wait for the command that is running (each has its timeout)."""
+        """End the work: what has not started is dropped, what runs is killed (a session stopped early by -x or
+        Ctrl-C waits for nothing; a finished session has nothing left)."""
+        self._closing = True
         self._pending.put(None)
-        self._thread.join()
+        while self._thread.is_alive():
+            running = self._running
+            if running is not None and running.poll() is None:
+                running.kill()
+            self._thread.join(timeout=0.1)
 
     def _work(self) -> None:
         while (item := self._pending.get()) is not None:
             builder, commands = item
             results: dict[str, subprocess.CompletedProcess | BaseException] = {}
             for name, command in commands.items():
+                if self._closing:
+                    results[name] = RuntimeError("the session ended before this command ran")
+                    continue
                 try:
-                    results[name] = run(command)
+                    self._running = start(command)
+                    results[name] = finish(self._running, command.timeout)
                 except (OSError, subprocess.TimeoutExpired) as err:
                     results[name] = err
+                finally:
+                    self._running = None
             self._outcomes[builder] = results
             self._done[builder].set()
