@@ -5,11 +5,14 @@ import itertools
 import json
 import warnings
 
+import pandas as pd
 import pytest
 import torch
 
 from gdws.conversion import convert
+from gdws.core.layer import GDWSConv2d
 from gdws.fast import latency_table as latency_table_module
+from gdws.fast import speedup as speedup_module
 from gdws.fast.latency_table import LayerShape, _cache_file, latency_table, spread_g
 from gdws.fast.mck import solve_mck
 from gdws.fast.speedup import layer_options
@@ -141,14 +144,29 @@ def test_convert_speedup_end_to_end_on_synthetic_tables(tmp_path, monkeypatch, o
 
 
 def test_the_budget_with_calibration_never_removes_a_layer_unless_allowed(tmp_path, monkeypatch, one_thread):
-    """Synthetic tables where G = 0 is free and any G >= 1 costs 0.9 of the dense conv: speedup=1.5 is reachable
-    only by removing layers. By default the budget refuses (never G = 0); allow_removal=True removes layers."""
+    """Synthetic tables, and a runtime that agrees with them, where G = 0 is free and any G >= 1 costs 0.9 of the
+    dense conv: speedup=1.5 is reachable only by removing layers. By default the budget refuses (never G = 0);
+    allow_removal=True removes layers. The whole-network check is the tables' own prediction (not a real timing,
+    which on this tiny model measured anywhere in 1.07-1.64x and made the outcome depend on the machine's load)."""
     def fake_table(shape, device, min_run_time=0.05, rounds=5, runtime="torch"):
         grid = shape.grid()
         return {"G": grid, "seconds": [0.0 if g == 0 else 0.9e-3 + 1e-9 * g for g in grid],
                 "form": ["straightforward"] * len(grid), "dense_seconds": 1e-3, "dense_form": "dense"}
 
+    def layer_seconds(m: torch.nn.Module) -> float:
+        if isinstance(m, GDWSConv2d):
+            return 0.0 if m.num_intermediate == 0 else 0.9e-3
+        return 1e-3  # kept dense
+
+    def paired(dense, converted, x, seconds, runtime="torch") -> tuple[float, float, float]:
+        t_dense = 0.2e-3 + 2e-3  # the rest of the network, and layers a and b dense
+        t = 0.2e-3 + sum(layer_seconds(converted.get_submodule(n)) for n in ("a", "b"))
+        return t_dense / t, t_dense, t
+
     monkeypatch.setattr(latency_table_module, "measure_table", fake_table)
+    monkeypatch.setattr(speedup_module, "optimize_for_inference",  # keep the GDWS layers readable by paired()
+                        lambda m, x, report=False, **kw: (m, pd.DataFrame()) if report else m)
+    monkeypatch.setattr(speedup_module, "_paired_speedup", paired)
     torch.manual_seed(0)
     model, x = _Small().eval(), torch.rand(1, 3, 16, 16)
     calib = torch.rand(32, 3, 16, 16)
@@ -156,7 +174,7 @@ def test_the_budget_with_calibration_never_removes_a_layer_unless_allowed(tmp_pa
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         with pytest.raises(ValueError, match="unreachable"):
-            convert(model, speedup=10.0, **kwargs)  # an unreachable request is timed first (1.07-1.64x measured)
+            convert(model, speedup=10.0, **kwargs)  # the cheapest allocation (G >= 1 everywhere) measures 1.1x
         _, removed = convert(model, speedup=1.5, allow_removal=True, **kwargs)
         _, kept = convert(model, speedup=1.05, **kwargs)  # reachable (0.9 of dense per layer): no layer removed
     assert (removed["converted"] & (removed["G"] == 0)).any()
