@@ -42,7 +42,9 @@ def assert_same_kernels(a: nn.Module, b: nn.Module) -> None:
 @pytest.mark.parametrize("build, size, rounds", [(vgg_like, 16, 0), (vgg_like, 16, 2), (resnet, 32, 0)])
 def test_sequential_refit_gives_the_layer_by_layer_kernels(build, size, rounds) -> None:
     model, x = build(), torch.rand(40, 3, size, size)
-    kw = dict(macs_ratio=2.0, input_size=(3, size, size), calibration=x, refit_rounds=rounds, progress=False)
+    # the plain targets: the layer-by-layer path has no residual targets
+    kw = dict(macs_ratio=2.0, input_size=(3, size, size), calibration=x, refit_rounds=rounds, residual_target=False,
+              progress=False)
     seq, seq_report = gdws.convert(model, **kw)
     old, old_report = gdws.convert(model, sequential=False, **kw)
     assert seq_report.attrs["calibration_sequential"] and not old_report.attrs["calibration_sequential"]

@@ -19,6 +19,8 @@ def test_defaults_are_the_measured_best_and_fisher_follows_whitening() -> None:
     assert s.use_fisher() and not s.use_fisher(applies=False)
     assert not CalibrationSettings(whiten=False).use_fisher()
     assert CalibrationSettings(whiten=False, fisher=True).use_fisher()
+    assert s.residual_target is None and not s.bn_recalibration  # residual targets wherever the refit is sequential
+    CalibrationSettings(sequential=False)  # the layer-by-layer path with the default: plain targets, no error
 
 
 @pytest.mark.parametrize("options, message", [

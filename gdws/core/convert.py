@@ -81,7 +81,10 @@ def convert(model: nn.Module, beta: float | None = None, max_channels: int | Non
     scores estimate the loss increase and compare across layers; it changes the allocation and the kernels, not
     the refit's target. `refit_rounds` > 0 follows each layer's pointwise refit with that many rounds of
     alternating depthwise / pointwise least squares (gdws.core.refit_alternating: more accurate, costlier for
-    wide layers). `ridge`: relative ridge of all of them.
+    wide layers). `residual_target` (default: wherever the refit is sequential) refits a conv that feeds a residual
+    add to the block's output, so that its target also absorbs the shortcut's error (gdws.core.residual_target);
+    `bn_recalibration` re-estimates the BatchNorm statistics on the images afterwards. `ridge`: relative ridge of
+    all of them.
     The report then has columns calib_err_before / calib_err_after: each converted layer's relative output
     error ||y - y_hat||^2 / ||y||^2 on the calibration set (converted network's input against the original
     network's output), before and after its refit; attrs 'calibration_sequential' says which refit path ran.

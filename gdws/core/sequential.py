@@ -270,10 +270,10 @@ def refit_network(model: nn.Module, converted: nn.Module, order: list[str], imag
     pieces = None
     if settings.sequential is not False and order:
         check = images[:2].to(*model_device_dtype(converted))
-        pieces = cut_forward(model, converted, order, check, settings.residual_target)
+        pieces = cut_forward(model, converted, order, check, settings.residual_target is not False)
         if pieces is None and settings.residual_target:
             raise ValueError("residual_target=True needs the sequential refit, but the model's forward cannot be "
-                             "cut into pieces around every converted conv; pass residual_target=False")
+                             "cut into pieces around every converted conv; pass residual_target=None (automatic) or False")
         if pieces is None and settings.sequential:
             raise ValueError("sequential=True but the model's forward cannot be cut into pieces around every "
                              "converted conv (torch.fx could not trace it, a conv runs more than once, or the "

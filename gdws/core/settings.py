@@ -52,8 +52,9 @@ class CalibrationSettings:
         (a ValueError where it cannot); False: always the layer-by-layer path (one pass per converted layer).
     progress: a progress bar (layer k of L, with an ETA) on stderr.
     residual_target: where a converted conv feeds a residual add (through at most a BatchNorm), refit it to the
-        block's output instead of its own: its target also absorbs the shortcut's error (gdws.core.residual_target;
-        sequential refit only).
+        block's output instead of its own: its target also absorbs the shortcut's error (gdws.core.residual_target).
+        None (default): wherever the sequential refit runs (the layer-by-layer fallback keeps the plain targets);
+        True: required (with sequential not false); False: plain targets everywhere.
     bn_recalibration: after the refit, re-estimate every BatchNorm's running statistics on the calibration images
         through the converted network.
     """
@@ -67,14 +68,14 @@ class CalibrationSettings:
     calibration_memory: float = 4.0
     sequential: bool | None = None
     progress: bool = True
-    residual_target: bool = False
+    residual_target: bool | None = None
     bn_recalibration: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("whiten", "refit", "progress", "residual_target", "bn_recalibration"):
+        for name in ("whiten", "refit", "progress", "bn_recalibration"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true or false, got {getattr(self, name)!r}")
-        for name in ("fisher", "sequential"):
+        for name in ("fisher", "sequential", "residual_target"):
             if getattr(self, name) is not None and not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be true, false or null (automatic), got {getattr(self, name)!r}")
         check_refit_rounds(self.refit_rounds, self.refit)
