@@ -175,11 +175,12 @@ def cut_forward(model: nn.Module, converted: nn.Module, names: list[str], check:
 
 def _refit_bytes(layer: GDWSConv2d, out_positions: int, rounds: int) -> tuple[float, float]:
     """(bytes per image, fixed bytes) that refitting ``layer`` holds beyond the cached values (refit.Moments): per
-    image, its float32 depthwise input and output, their centred rows and the centred target; fixed, the normal
-    equations four times (the sums, one batch's product and its float64 copy, the solve)."""
+    image, its float32 depthwise input and output, their centred rows and a working copy, the target, its centred
+    rows and two temporaries; fixed, the normal equations four times (the sums, one batch's product and its float64
+    copy, the solve)."""
     g, m, kk = layer.num_intermediate, layer.out_channels, layer.kernel_size[0] * layer.kernel_size[1]
     ckk = layer.in_channels * kk
-    per_image = out_positions * 4 * (g * (2 + layer.stride[0] * layer.stride[1]) + m)
+    per_image = out_positions * 4 * (g * (3 + layer.stride[0] * layer.stride[1]) + 4 * m)
     fixed = 4 * 8 * ((g + 1) ** 2 + (g + 1) * m)
     if rounds and g:  # the patches in float32, as float64 rows and centred; the target as float64 rows, centred
         per_image += out_positions * (20 * (ckk + 1) + 16 * m)
@@ -200,7 +201,8 @@ def chunk_size(pieces: list[Piece], converted: nn.Module, samples: int, settings
         if p.layer is not None:
             layer = converted.get_submodule(p.layer)
             refit_work, extra = _refit_bytes(layer, p.positions, settings.refit_rounds)
-            work += refit_work + (8 * layer.out_channels * p.positions if p.shortcut is not None else 0)
+            # with a residual target: both shortcut values, their difference and the target, float32
+            work += refit_work + (16 * layer.out_channels * p.positions if p.shortcut is not None else 0)
         per_image, fixed = max(per_image, work), max(fixed, extra)
     room = settings.memory_bytes - cache - fixed
     if room < per_image:
