@@ -5,7 +5,6 @@ import itertools
 import json
 import warnings
 
-import pandas as pd
 import pytest
 import torch
 
@@ -16,6 +15,7 @@ from gdws.fast import speedup as speedup_module
 from gdws.fast.latency_table import LayerShape, _cache_file, latency_table, spread_g
 from gdws.fast.mck import solve_mck
 from gdws.fast.speedup import layer_options
+from conftest import as_built
 
 
 def _instance(gen: torch.Generator, integer: bool) -> tuple[list[list[float]], list[list[float]]]:
@@ -164,8 +164,7 @@ def test_the_budget_with_calibration_never_removes_a_layer_unless_allowed(tmp_pa
         return t_dense / t, t_dense, t
 
     monkeypatch.setattr(latency_table_module, "measure_table", fake_table)
-    monkeypatch.setattr(speedup_module, "optimize_for_inference",  # keep the GDWS layers readable by paired()
-                        lambda m, x, report=False, **kw: (m, pd.DataFrame()) if report else m)
+    monkeypatch.setattr(speedup_module, "optimize_for_inference", as_built)  # GDWS layers readable by paired()
     monkeypatch.setattr(speedup_module, "_paired_speedup", paired)
     torch.manual_seed(0)
     model, x = _Small().eval(), torch.rand(1, 3, 16, 16)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import warnings
 
-import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -18,6 +17,7 @@ from gdws.fast import latency_table as latency_table_module
 from gdws.fast import speedup as speedup_module
 from gdws.fast.capacity_search import OVERSHOOT, search_capacity
 from gdws.fast.speedup import allocate_speedup, layer_options
+from conftest import as_built
 
 T_FIXED, T_DENSE_LAYER, T_ZERO = 2e-4, 1e-3, 1e-4  # seconds: the rest of the network, a dense conv, a GDWS floor
 LAYERS = {"2": (16, 8), "4": (16, 16), "6": (16, 16)}  # the candidates' (out, in) channels
@@ -50,8 +50,7 @@ class _Runtime:
         self.tables: dict[tuple[int, int], dict] = {}
         t_dense = T_FIXED + 3 * T_DENSE_LAYER
         monkeypatch.setattr(latency_table_module, "measure_table", self.table)
-        monkeypatch.setattr(speedup_module, "optimize_for_inference",
-                            lambda m, x, report=False, **kw: (m, pd.DataFrame()) if report else m)
+        monkeypatch.setattr(speedup_module, "optimize_for_inference", as_built)
         monkeypatch.setattr(speedup_module, "time_rounds",
                             lambda modules, x, seconds, rounds=5: {"model": [t_dense] * 5, "floor": [T_FIXED] * 5})
         monkeypatch.setattr(speedup_module, "_paired_speedup", self.paired)
